@@ -1,0 +1,173 @@
+/**
+ * The device <-> engine wire contract, version 1.
+ *
+ * Frames are JSON text objects discriminated by `type`. Every frame a device may send is in
+ * `DeviceFrame`; every frame the engine may send is in `EngineFrame`. PROTOCOL.md is the prose
+ * form of this file and protocol/vectors/ holds frames with their expected decode results.
+ */
+import { Schema } from "effect"
+
+export const PROTOCOL_VERSION = 1 as const
+
+/** Largest frame (in bytes) either side accepts; larger frames close the socket with 1009. */
+export const MAX_FRAME_BYTES = 16 * 1024
+
+export const DeviceId = Schema.String.pipe(
+  Schema.pattern(/^dev_[0-9a-z]{20,32}$/),
+  Schema.brand("DeviceId")
+)
+export type DeviceId = typeof DeviceId.Type
+
+/** Heartbeat sequence number: strictly increasing per device, starting at 1. */
+export const Seq = Schema.Int.pipe(Schema.between(1, Number.MAX_SAFE_INTEGER))
+
+/** Durable watermark: highest seq the engine has persisted for the device (0 = none yet). */
+export const DurableSeq = Schema.Int.pipe(Schema.between(0, Number.MAX_SAFE_INTEGER))
+
+const EpochMillis = Schema.Int.pipe(Schema.between(0, 8_640_000_000_000_000))
+const NonNegativeInt = Schema.Int.pipe(Schema.between(0, 2_147_483_647))
+
+export const NetworkType = Schema.Literal("wifi", "cellular", "ethernet", "vpn", "none", "other")
+export type NetworkType = typeof NetworkType.Type
+
+const PackageName = Schema.String.pipe(Schema.maxLength(255))
+const VersionString = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64))
+
+// ---------------------------------------------------------------------------------------------
+// Device -> engine
+// ---------------------------------------------------------------------------------------------
+
+/** First frame on a socket that was not authenticated at upgrade. */
+export class Hello extends Schema.Class<Hello>("Hello")({
+  type: Schema.Literal("hello"),
+  v: Schema.Literal(PROTOCOL_VERSION),
+  ticket: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(512))
+}) {}
+
+/** One telemetry sample. Fields are flat so that agents can encode them without nesting. */
+export const HeartbeatFields = {
+  seq: Seq,
+  /** Device clock, epoch milliseconds. */
+  ts: EpochMillis,
+  batteryPct: Schema.Int.pipe(Schema.between(0, 100)),
+  charging: Schema.Boolean,
+  memFreeMb: NonNegativeInt,
+  memTotalMb: NonNegativeInt,
+  storageFreeMb: NonNegativeInt,
+  network: NetworkType,
+  signalDbm: Schema.optional(Schema.Int.pipe(Schema.between(-200, 0))),
+  foregroundApp: Schema.optional(PackageName),
+  agentVersion: VersionString,
+  uptimeS: NonNegativeInt
+}
+
+export class Heartbeat extends Schema.Class<Heartbeat>("Heartbeat")({
+  type: Schema.Literal("heartbeat"),
+  ...HeartbeatFields
+}) {}
+
+export class Ping extends Schema.Class<Ping>("Ping")({
+  type: Schema.Literal("ping"),
+  nonce: Schema.optional(Schema.String.pipe(Schema.maxLength(64)))
+}) {}
+
+/** Asks for a fresh session ticket on an authenticated socket. */
+export class RenewTicket extends Schema.Class<RenewTicket>("RenewTicket")({
+  type: Schema.Literal("renew_ticket")
+}) {}
+
+export const DeviceFrame = Schema.Union(Hello, Heartbeat, Ping, RenewTicket)
+export type DeviceFrame = typeof DeviceFrame.Type
+export const DEVICE_FRAME_TYPES = ["hello", "heartbeat", "ping", "renew_ticket"] as const
+
+// ---------------------------------------------------------------------------------------------
+// Engine -> device
+// ---------------------------------------------------------------------------------------------
+
+export class Welcome extends Schema.Class<Welcome>("Welcome")({
+  type: Schema.Literal("welcome"),
+  deviceId: Schema.String,
+  serverTime: EpochMillis,
+  heartbeatIntervalS: Schema.Int.pipe(Schema.positive()),
+  /** Highest seq already persisted: the device resends everything in its outbox above it. */
+  durableSeq: DurableSeq,
+  ticketExpiresAt: EpochMillis
+}) {}
+
+/** Acknowledges one heartbeat. The device may drop outbox entries up to `durableSeq` only. */
+export class Ack extends Schema.Class<Ack>("Ack")({
+  type: Schema.Literal("ack"),
+  seq: Seq,
+  durableSeq: DurableSeq
+}) {}
+
+export class Pong extends Schema.Class<Pong>("Pong")({
+  type: Schema.Literal("pong"),
+  nonce: Schema.optional(Schema.String),
+  serverTime: EpochMillis
+}) {}
+
+export class TicketIssued extends Schema.Class<TicketIssued>("TicketIssued")({
+  type: Schema.Literal("ticket"),
+  ticket: Schema.String,
+  expiresAt: EpochMillis
+}) {}
+
+/** Sent once per durable-watermark advance that no ack carried (e.g. after a flush). */
+export class Durable extends Schema.Class<Durable>("Durable")({
+  type: Schema.Literal("durable"),
+  durableSeq: DurableSeq
+}) {}
+
+export const ErrorCode = Schema.Literal(
+  "BAD_FRAME",
+  "UNKNOWN_TYPE",
+  "FRAME_TOO_LARGE",
+  "UNAUTHENTICATED",
+  "AUTH_TIMEOUT",
+  "TICKET_INVALID",
+  "TICKET_EXPIRED",
+  "DEVICE_RETIRED",
+  "SUPERSEDED",
+  "RATE_LIMITED",
+  "BACKPRESSURE",
+  "PROTOCOL_VERSION",
+  "TOKEN_INVALID",
+  "TOKEN_EXHAUSTED",
+  "TOKEN_EXPIRED",
+  "CREDENTIALS_INVALID",
+  "NOT_FOUND",
+  "METHOD_NOT_ALLOWED",
+  "PAYLOAD_TOO_LARGE",
+  "SHUTTING_DOWN",
+  "INTERNAL"
+)
+export type ErrorCode = typeof ErrorCode.Type
+
+export class ErrorFrame extends Schema.Class<ErrorFrame>("ErrorFrame")({
+  type: Schema.Literal("error"),
+  code: ErrorCode,
+  message: Schema.String,
+  /** The heartbeat this error refers to, when it refers to one. */
+  seq: Schema.optional(Seq),
+  /** When set, the device waits at least this long before sending again. */
+  retryAfterMs: Schema.optional(NonNegativeInt)
+}) {}
+
+export const EngineFrame = Schema.Union(Welcome, Ack, Pong, TicketIssued, Durable, ErrorFrame)
+export type EngineFrame = typeof EngineFrame.Type
+
+/** WebSocket close codes the engine uses (PROTOCOL.md, "Close codes"). */
+export const CloseCode = {
+  normal: 1000,
+  goingAway: 1001,
+  tooLarge: 1009,
+  internal: 1011,
+  unauthenticated: 4001,
+  ticketExpired: 4002,
+  deviceRetired: 4003,
+  superseded: 4004,
+  authTimeout: 4005,
+  rateLimited: 4008,
+  tooManyBadFrames: 4009
+} as const

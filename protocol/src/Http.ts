@@ -1,0 +1,72 @@
+/**
+ * HTTP bodies of the device plane: enrollment, ticket renewal and the fallback transport
+ * for devices that cannot hold a WebSocket.
+ */
+import { Schema } from "effect"
+import { DurableSeq, ErrorCode, HeartbeatFields, Seq } from "./DeviceFrames.js"
+
+export const MAX_HTTP_HEARTBEATS = 100
+
+export class EnrollRequest extends Schema.Class<EnrollRequest>("EnrollRequest")({
+  token: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(256)),
+  /** Stable hardware identity (e.g. serial or Android ID); re-enrolment of the same id reuses the device. */
+  hardwareId: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(128)),
+  model: Schema.optional(Schema.String.pipe(Schema.maxLength(128))),
+  manufacturer: Schema.optional(Schema.String.pipe(Schema.maxLength(128))),
+  osVersion: Schema.optional(Schema.String.pipe(Schema.maxLength(64))),
+  agentVersion: Schema.optional(Schema.String.pipe(Schema.maxLength(64)))
+}) {}
+
+export class EnrollResponse extends Schema.Class<EnrollResponse>("EnrollResponse")({
+  deviceId: Schema.String,
+  /** Long-lived secret, shown once; only used to obtain a new ticket. */
+  deviceSecret: Schema.String,
+  /** Base64 HMAC-SHA256 key with which the engine signs commands for this device. */
+  hmacKey: Schema.String,
+  ticket: Schema.String,
+  ticketExpiresAt: Schema.Number,
+  heartbeatIntervalS: Schema.Number,
+  /** True when this hardware id was enrolled before and its old credentials were replaced. */
+  reenrolled: Schema.Boolean
+}) {}
+
+export class TicketRequest extends Schema.Class<TicketRequest>("TicketRequest")({
+  deviceId: Schema.String.pipe(Schema.maxLength(64)),
+  deviceSecret: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(256))
+}) {}
+
+export class TicketResponse extends Schema.Class<TicketResponse>("TicketResponse")({
+  ticket: Schema.String,
+  ticketExpiresAt: Schema.Number
+}) {}
+
+export const HttpHeartbeat = Schema.Struct(HeartbeatFields)
+export type HttpHeartbeat = typeof HttpHeartbeat.Type
+
+export class HeartbeatBatchRequest extends Schema.Class<HeartbeatBatchRequest>("HeartbeatBatchRequest")({
+  heartbeats: Schema.Array(HttpHeartbeat).pipe(Schema.minItems(1), Schema.maxItems(MAX_HTTP_HEARTBEATS))
+}) {}
+
+export class HeartbeatBatchResponse extends Schema.Class<HeartbeatBatchResponse>("HeartbeatBatchResponse")({
+  /** Seqs accepted (new or already seen); a seq missing here was not accepted and must be resent. */
+  acked: Schema.Array(Seq),
+  durableSeq: DurableSeq,
+  heartbeatIntervalS: Schema.Number,
+  /** A fresh ticket when the presented one is past half its life. */
+  ticket: Schema.optional(Schema.String),
+  ticketExpiresAt: Schema.optional(Schema.Number)
+}) {}
+
+export class PendingMessagesResponse extends Schema.Class<PendingMessagesResponse>("PendingMessagesResponse")({
+  messages: Schema.Array(Schema.Unknown),
+  durableSeq: DurableSeq
+}) {}
+
+/** Every non-2xx response of the device plane carries this body. */
+export class HttpErrorBody extends Schema.Class<HttpErrorBody>("HttpErrorBody")({
+  error: Schema.Struct({
+    code: ErrorCode,
+    message: Schema.String,
+    retryAfterMs: Schema.optional(Schema.Number)
+  })
+}) {}

@@ -1,0 +1,3 @@
+export * from "./DeviceFrames.js"
+export * from "./Http.js"
+export * from "./Codec.js"
