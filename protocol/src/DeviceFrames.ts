@@ -30,8 +30,12 @@ const NonNegativeInt = Schema.Int.pipe(Schema.between(0, 2_147_483_647))
 export const NetworkType = Schema.Literal("wifi", "cellular", "ethernet", "vpn", "none", "other")
 export type NetworkType = typeof NetworkType.Type
 
-const PackageName = Schema.String.pipe(Schema.maxLength(255))
-const VersionString = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64))
+/** Printable ASCII only: these strings are stored and shown, and PostgreSQL rejects NUL bytes. */
+export const PrintableString = (min: number, max: number) =>
+  Schema.String.pipe(Schema.minLength(min), Schema.maxLength(max), Schema.pattern(/^[\x20-\x7E]*$/))
+
+const PackageName = PrintableString(1, 255)
+const VersionString = PrintableString(1, 64)
 
 // ---------------------------------------------------------------------------------------------
 // Device -> engine
@@ -121,6 +125,7 @@ export class Durable extends Schema.Class<Durable>("Durable")({
 
 export const ErrorCode = Schema.Literal(
   "BAD_FRAME",
+  "BAD_REQUEST",
   "UNKNOWN_TYPE",
   "FRAME_TOO_LARGE",
   "UNAUTHENTICATED",
@@ -169,5 +174,7 @@ export const CloseCode = {
   superseded: 4004,
   authTimeout: 4005,
   rateLimited: 4008,
-  tooManyBadFrames: 4009
+  tooManyBadFrames: 4009,
+  /** The device did not read its frames: the engine's send buffer for it overflowed. */
+  slowConsumer: 4010
 } as const

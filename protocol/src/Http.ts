@@ -3,18 +3,18 @@
  * for devices that cannot hold a WebSocket.
  */
 import { Schema } from "effect"
-import { DurableSeq, ErrorCode, HeartbeatFields, Seq } from "./DeviceFrames.js"
+import { DurableSeq, ErrorCode, HeartbeatFields, PrintableString, Seq } from "./DeviceFrames.js"
 
 export const MAX_HTTP_HEARTBEATS = 100
 
 export class EnrollRequest extends Schema.Class<EnrollRequest>("EnrollRequest")({
-  token: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(256)),
+  token: PrintableString(1, 256),
   /** Stable hardware identity (e.g. serial or Android ID); re-enrolment of the same id reuses the device. */
-  hardwareId: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(128)),
-  model: Schema.optional(Schema.String.pipe(Schema.maxLength(128))),
-  manufacturer: Schema.optional(Schema.String.pipe(Schema.maxLength(128))),
-  osVersion: Schema.optional(Schema.String.pipe(Schema.maxLength(64))),
-  agentVersion: Schema.optional(Schema.String.pipe(Schema.maxLength(64)))
+  hardwareId: PrintableString(1, 128),
+  model: Schema.optional(PrintableString(0, 128)),
+  manufacturer: Schema.optional(PrintableString(0, 128)),
+  osVersion: Schema.optional(PrintableString(0, 64)),
+  agentVersion: Schema.optional(PrintableString(0, 64))
 }) {}
 
 export class EnrollResponse extends Schema.Class<EnrollResponse>("EnrollResponse")({
@@ -31,8 +31,8 @@ export class EnrollResponse extends Schema.Class<EnrollResponse>("EnrollResponse
 }) {}
 
 export class TicketRequest extends Schema.Class<TicketRequest>("TicketRequest")({
-  deviceId: Schema.String.pipe(Schema.maxLength(64)),
-  deviceSecret: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(256))
+  deviceId: PrintableString(1, 64),
+  deviceSecret: PrintableString(1, 256)
 }) {}
 
 export class TicketResponse extends Schema.Class<TicketResponse>("TicketResponse")({

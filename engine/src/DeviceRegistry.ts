@@ -1,0 +1,279 @@
+/**
+ * Runs one actor per active device: state + bounded mailbox, processed by a fiber that exists only
+ * while the mailbox has work (a parked fiber per device would cost ~11 KB; an idle actor here is a
+ * small object). The registry owns the sweeper that turns time into Tick messages (presence
+ * deadlines, durable notices) and passivates long-offline actors, and it publishes state changes
+ * for watchers (one device or the whole fleet).
+ */
+import { Context, Duration, Effect, FiberSet, Layer, Option, PubSub, Schedule, Stream } from "effect"
+import {
+  type ActorEffect,
+  type ActorMessage,
+  type ActorPolicy,
+  type DeviceRecord,
+  type DeviceState,
+  type Env,
+  initialState,
+  needsTick,
+  step
+} from "./DeviceActor.js"
+import { DeviceDirectory } from "./DeviceDirectory.js"
+import { DeviceEventLog } from "./DeviceEventLog.js"
+import { EngineConfig } from "./EngineConfig.js"
+import * as Metrics from "./Metrics.js"
+import { TelemetryWriter } from "./TelemetryWriter.js"
+import { Tickets } from "./Tickets.js"
+
+/** What watchers see of a device. */
+export interface DeviceView {
+  readonly deviceId: string
+  readonly presence: DeviceState["presence"]
+  readonly presenceReason: string
+  readonly presenceSince: number
+  readonly transport: DeviceState["transport"]
+  readonly lastHeartbeatAt: number | undefined
+  readonly lastHeartbeat: DeviceState["lastHeartbeat"]
+  readonly acceptedSeq: number
+  readonly durableSeq: number
+}
+
+export type TellResult = "queued" | "mailbox_full" | "stopping"
+
+interface Actor {
+  readonly deviceId: string
+  state: DeviceState | undefined
+  readonly mailbox: Array<ActorMessage>
+  running: boolean
+}
+
+export class DeviceRegistry extends Context.Tag("@nexmdm/engine/DeviceRegistry")<
+  DeviceRegistry,
+  {
+    /** Queues a message for a device's actor, starting the actor if needed. Never blocks. */
+    readonly tell: (deviceId: string, message: ActorMessage) => TellResult
+    readonly view: (deviceId: string) => Option.Option<DeviceView>
+    readonly snapshot: () => ReadonlyArray<DeviceView>
+    /** Every state change of every device (a slow watcher loses the oldest changes, never blocks actors). */
+    readonly changes: Stream.Stream<DeviceView>
+    readonly watch: (deviceId: string) => Stream.Stream<DeviceView>
+    readonly counts: () => { readonly actors: number; readonly ws: number; readonly http: number }
+    /** Runs one sweep now (the sweeper fiber also runs it every NEXMDM_SWEEP_INTERVAL_MS). */
+    readonly sweep: Effect.Effect<void>
+    /** Stops accepting messages and closes every socket with the given code. */
+    readonly closeAll: (code: number, reason: string) => Effect.Effect<void>
+  }
+>() {}
+
+const toView = (state: DeviceState): DeviceView => ({
+  deviceId: state.deviceId,
+  presence: state.presence,
+  presenceReason: state.presenceReason,
+  presenceSince: state.presenceSince,
+  transport: state.transport,
+  lastHeartbeatAt: state.lastHeartbeatAt,
+  lastHeartbeat: state.lastHeartbeat,
+  acceptedSeq: state.acceptedSeq,
+  durableSeq: state.durableSeq
+})
+
+export const make = Effect.gen(function* () {
+  const config = yield* EngineConfig
+  const directory = yield* DeviceDirectory
+  const writer = yield* TelemetryWriter
+  const eventLog = yield* DeviceEventLog
+  const tickets = yield* Tickets
+  const changes = yield* PubSub.sliding<DeviceView>(16_384)
+  const run = yield* FiberSet.makeRuntime<never>()
+
+  const policy: ActorPolicy = {
+    heartbeatIntervalS: Math.round(Duration.toSeconds(config.heartbeatInterval)),
+    ticketTtlMs: tickets.ttlMs,
+    overdueAfterMs: Duration.toMillis(config.overdueAfter),
+    offlineAfterMs: Duration.toMillis(config.offlineAfter),
+    graceMs: Duration.toMillis(config.grace),
+    durableNoticeAfterMs: Math.max(Duration.toMillis(config.sweepInterval), 2 * Duration.toMillis(config.batchMaxDelay))
+  }
+  const actors = new Map<string, Actor>()
+  // The writer's knowledge of what is persisted; actors read it when they step.
+  const durable = new Map<string, number>()
+  writer.onDurable((batch) => {
+    for (const [deviceId, seq] of batch) if (seq > (durable.get(deviceId) ?? 0)) durable.set(deviceId, seq)
+  })
+  let stopping = false
+
+  const envFor = (deviceId: string, now: number): Env => ({
+    now,
+    policy,
+    writerHasRoom: writer.hasRoom,
+    durableSeq: durable.get(deviceId) ?? 0
+  })
+
+  const interpret = (actor: Actor, effects: ReadonlyArray<ActorEffect>) =>
+    Effect.gen(function* () {
+      let changed = false
+      for (const effect of effects) {
+        switch (effect._tag) {
+          case "Send":
+            effect.connection.send(effect.frame)
+            break
+          case "Close":
+            effect.connection.close(effect.code, effect.reason)
+            break
+          case "Write":
+            writer.offer(effect.row)
+            break
+          case "Record":
+            Metrics.presenceTransitions(effect.event.presence ?? effect.event.kind)
+            if (!eventLog.record(effect.event)) {
+              yield* Effect.logError("device event buffer full: event not stored").pipe(
+                Effect.annotateLogs({ deviceId: effect.event.deviceId, kind: effect.event.kind, reason: effect.event.reason })
+              )
+            }
+            break
+          case "Reply":
+            effect.run()
+            break
+          case "Changed":
+            changed = true
+            break
+          case "HeartbeatCounted":
+            Metrics.heartbeats(effect.outcome)
+            break
+          case "RenewTicket": {
+            const issued = tickets.issue(actor.deviceId, actor.state!.generation)
+            effect.connection.send(JSON.stringify({ type: "ticket", ticket: issued.ticket, expiresAt: issued.expiresAt }))
+            break
+          }
+        }
+      }
+      if (changed && actor.state !== undefined) yield* PubSub.publish(changes, toView(actor.state))
+    })
+
+  /** Answers every queued message of an actor that cannot start (unknown device). */
+  const refuseAll = (actor: Actor) => {
+    for (const message of actor.mailbox.splice(0)) {
+      if (message._tag === "Connect") {
+        message.connection.send(`{"type":"error","code":"TICKET_INVALID","message":"unknown device"}`)
+        message.connection.close(4001, "unknown device")
+      } else if (message._tag === "HttpHeartbeats") {
+        message.reply("superseded")
+      }
+    }
+  }
+
+  const load = (actor: Actor) =>
+    directory.load(actor.deviceId).pipe(
+      Effect.retry(Schedule.exponential(Duration.millis(100)).pipe(Schedule.either(Schedule.spaced(Duration.seconds(5))))),
+      Effect.map(Option.map((record: DeviceRecord) => initialState(record, Date.now())))
+    )
+
+  const drain = (actor: Actor): Effect.Effect<void> =>
+    Effect.gen(function* () {
+      if (actor.state === undefined) {
+        const loaded = yield* load(actor)
+        if (Option.isNone(loaded)) {
+          refuseAll(actor)
+          actors.delete(actor.deviceId)
+          actor.running = false
+          return
+        }
+        actor.state = loaded.value
+      }
+      while (actor.mailbox.length > 0) {
+        const message = actor.mailbox.shift()!
+        const now = Date.now()
+        const [next, effects] = step(actor.state!, message, envFor(actor.deviceId, now))
+        actor.state = next
+        yield* interpret(actor, effects)
+        if (message._tag === "Heartbeat") Metrics.observeAck((performance.now() - message.receivedAt) / 1000)
+      }
+      actor.running = false
+    }).pipe(
+      Effect.catchAllCause((cause) =>
+        Effect.logError("device actor failed", cause).pipe(
+          Effect.annotateLogs({ module: "DeviceRegistry", deviceId: actor.deviceId }),
+          Effect.zipRight(Effect.sync(() => {
+            actor.running = false
+          }))
+        )
+      )
+    )
+
+  const tell = (deviceId: string, message: ActorMessage): TellResult => {
+    if (stopping) return "stopping"
+    let actor = actors.get(deviceId)
+    if (actor === undefined) {
+      actor = { deviceId, state: undefined, mailbox: [], running: false }
+      actors.set(deviceId, actor)
+    }
+    if (actor.mailbox.length >= config.mailboxSize) return "mailbox_full"
+    actor.mailbox.push(message)
+    if (!actor.running) {
+      actor.running = true
+      run(drain(actor))
+    }
+    return "queued"
+  }
+
+  const sweep = Effect.sync(() => {
+    const now = Date.now()
+    const passivateAfterMs = Duration.toMillis(config.passivateAfter)
+    for (const actor of actors.values()) {
+      const state = actor.state
+      if (state === undefined || actor.running || actor.mailbox.length > 0) continue
+      const durableSeq = Math.max(state.durableSeq, durable.get(actor.deviceId) ?? 0)
+      if (needsTick({ ...state, durableSeq }, now, policy)) {
+        tell(actor.deviceId, { _tag: "Tick" })
+      } else if (
+        state.presence === "offline" &&
+        state.connection === undefined &&
+        now - state.presenceSince >= passivateAfterMs &&
+        state.acceptedSeq <= durableSeq
+      ) {
+        // Everything it accepted is persisted: the database can rebuild this actor.
+        actors.delete(actor.deviceId)
+        durable.delete(actor.deviceId)
+      }
+    }
+  })
+
+  yield* sweep.pipe(
+    Effect.repeat(Schedule.spaced(config.sweepInterval)),
+    Effect.catchAllCause((cause) => Effect.logError("sweeper failed", cause)),
+    Effect.forkScoped
+  )
+
+  const counts = () => {
+    let ws = 0
+    let http = 0
+    for (const actor of actors.values()) {
+      const state = actor.state
+      if (state === undefined || state.presence === "offline" || state.presence === "grace") continue
+      if (state.connection !== undefined) ws++
+      else if (state.transport === "http") http++
+    }
+    return { actors: actors.size, ws, http }
+  }
+  Metrics.registerRegistryGauges(counts)
+
+  const closeAll = (code: number, reason: string) =>
+    Effect.sync(() => {
+      stopping = true
+      for (const actor of actors.values()) actor.state?.connection?.close(code, reason)
+    })
+
+  const view = (deviceId: string) => Option.map(Option.fromNullable(actors.get(deviceId)?.state), toView)
+
+  return DeviceRegistry.of({
+    tell,
+    view,
+    snapshot: () => [...actors.values()].flatMap((actor) => (actor.state === undefined ? [] : [toView(actor.state)])),
+    changes: Stream.fromPubSub(changes),
+    watch: (deviceId) => Stream.fromPubSub(changes).pipe(Stream.filter((change) => change.deviceId === deviceId)),
+    counts,
+    sweep,
+    closeAll
+  })
+})
+
+export const layer = Layer.scoped(DeviceRegistry, make)

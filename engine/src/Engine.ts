@@ -1,0 +1,61 @@
+/**
+ * The whole engine as one layer. Layers provided later are built earlier and closed later, so
+ * start-up runs database -> retention -> write-behind -> actors -> enrollment -> device plane ->
+ * admin plane -> ready, and shutdown runs the reverse: draining, stop accepting and close sockets
+ * with "going away", stop actors, flush the write-behind, close the database.
+ */
+import { Effect, Layer, SubscriptionRef } from "effect"
+import { AdminServer } from "./AdminServer.js"
+import * as Database from "./Database.js"
+import * as DemoFleet from "./DemoFleet.js"
+import * as DeviceDirectory from "./DeviceDirectory.js"
+import * as DeviceEventLog from "./DeviceEventLog.js"
+import * as DevicePlane from "./DevicePlane.js"
+import * as DeviceRegistry from "./DeviceRegistry.js"
+import { EngineStatus } from "./EngineStatus.js"
+import * as Enrollment from "./Enrollment.js"
+import * as Metrics from "./Metrics.js"
+import * as Retention from "./Retention.js"
+import * as TelemetryWriter from "./TelemetryWriter.js"
+import * as Tickets from "./Tickets.js"
+
+/** Write-behind with its metrics wired. */
+const writerLayer = Layer.scoped(
+  TelemetryWriter.TelemetryWriter,
+  Effect.gen(function* () {
+    const writer = yield* TelemetryWriter.make({
+      onBatch: ({ rows, seconds }) => Metrics.writeBatch("heartbeats", rows, seconds),
+      onWriteFailed: () => Metrics.writeFailures("heartbeats")
+    })
+    yield* Metrics.registerCollectorScoped("engine_write_buffer_rows", "Rows held in memory by the write-behind and not yet committed, by table", "gauge", () => [
+      { labels: { table: "heartbeats" }, value: writer.buffered() }
+    ])
+    return writer
+  })
+)
+
+/** Marks the engine ready once everything is up, and draining as the first step of shutdown. */
+const lifecycle = Layer.scopedDiscard(
+  Effect.gen(function* () {
+    const status = yield* EngineStatus
+    yield* Effect.acquireRelease(SubscriptionRef.set(status.phase, "ready"), () =>
+      SubscriptionRef.set(status.phase, "draining").pipe(Effect.zipRight(Effect.logInfo("engine draining")))
+    )
+  })
+)
+
+/** Everything except the demo fleet and the admin plane: what tests start. */
+export const coreLayer = DevicePlane.layer.pipe(
+  Layer.provideMerge(Enrollment.layer),
+  Layer.provideMerge(DeviceRegistry.layer),
+  Layer.provideMerge(Layer.mergeAll(writerLayer, DeviceEventLog.layer, DeviceDirectory.layer)),
+  Layer.provideMerge(Tickets.layer),
+  Layer.provideMerge(Retention.layer),
+  Layer.provideMerge(Database.layer)
+)
+
+export const layer = Layer.mergeAll(lifecycle, DemoFleet.layer).pipe(
+  Layer.provideMerge(AdminServer.layer),
+  Layer.provideMerge(coreLayer),
+  Layer.provideMerge(EngineStatus.layer)
+)

@@ -1,0 +1,122 @@
+/**
+ * Every tunable of the engine, declared once with its environment variable, default and meaning.
+ * A bad value fails start-up with a ConfigError that names the variable.
+ */
+import { Config, Context, Duration, Effect, Layer, LogLevel, Option, Redacted } from "effect"
+
+const int = (name: string, fallback: number, min: number, max: number, description: string) =>
+  Config.integer(name).pipe(
+    Config.withDefault(fallback),
+    Config.validate({ message: `must be an integer between ${min} and ${max}`, validation: (n) => n >= min && n <= max }),
+    Config.withDescription(description)
+  )
+
+const seconds = (name: string, fallback: number, min: number, max: number, description: string) =>
+  int(name, fallback, min, max, `${description} (seconds)`).pipe(Config.map(Duration.seconds))
+
+/** No default: absent means "derive from other settings". */
+const optionalSeconds = (name: string, min: number, max: number, description: string) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: `must be an integer between ${min} and ${max}`, validation: (n) => n >= min && n <= max }),
+    Config.withDescription(`${description} (seconds)`),
+    Config.map(Duration.seconds)
+  )
+
+const millis = (name: string, fallback: number, min: number, max: number, description: string) =>
+  int(name, fallback, min, max, `${description} (milliseconds)`).pipe(Config.map(Duration.millis))
+
+const port = (name: string, fallback: number, description: string) => int(name, fallback, 0, 65535, description)
+
+export const engineConfig = Config.all({
+  databaseUrl: Config.option(Config.redacted("DATABASE_URL")).pipe(
+    Config.withDescription("PostgreSQL URL; when absent the engine runs an embedded PGlite in NEXMDM_DATA_DIR")
+  ),
+  dataDir: Config.string("NEXMDM_DATA_DIR").pipe(
+    Config.withDefault(".data"),
+    Config.withDescription("Folder for the embedded database and other local state")
+  ),
+  dbPoolSize: int("NEXMDM_DB_POOL_SIZE", 10, 2, 200, "PostgreSQL connection pool size"),
+  host: Config.string("NEXMDM_HOST").pipe(Config.withDefault("0.0.0.0"), Config.withDescription("Address both planes bind to")),
+  devicePort: port("NEXMDM_DEVICE_PORT", 8080, "Device plane port (WebSocket, HTTP fallback, enrollment)"),
+  adminPort: port("NEXMDM_ADMIN_PORT", 8081, "Admin plane port (/metrics, /healthz, /readyz, API)"),
+  tlsCertFile: Config.option(Config.string("NEXMDM_TLS_CERT_FILE")).pipe(
+    Config.withDescription("PEM certificate: when set with NEXMDM_TLS_KEY_FILE the device plane terminates TLS itself")
+  ),
+  tlsKeyFile: Config.option(Config.string("NEXMDM_TLS_KEY_FILE")).pipe(Config.withDescription("PEM private key for TLS")),
+  heartbeatInterval: seconds("NEXMDM_HEARTBEAT_INTERVAL_S", 30, 1, 3600, "Heartbeat interval devices are told to use"),
+  overdueAfter: Config.option(
+    optionalSeconds("NEXMDM_OVERDUE_AFTER_S", 1, 86400, "Connected device without a heartbeat for this long is 'overdue' (default 2.5 intervals)")
+  ),
+  offlineAfter: Config.option(
+    optionalSeconds("NEXMDM_OFFLINE_AFTER_S", 1, 86400, "Device without a heartbeat for this long is 'offline' (default 5 intervals)")
+  ),
+  grace: seconds("NEXMDM_GRACE_S", 45, 0, 3600, "Socket closed this long without reconnect before a device is 'offline'"),
+  passivateAfter: seconds("NEXMDM_PASSIVATE_AFTER_S", 600, 1, 86400, "Offline actors are dropped from memory after"),
+  sweepInterval: millis("NEXMDM_SWEEP_INTERVAL_MS", 1000, 10, 60000, "How often presence is re-evaluated"),
+  retentionHours: int("NEXMDM_RETENTION_HOURS", 48, 1, 24 * 365, "Heartbeats older than this are dropped (by day partition)"),
+  batchMaxRows: int("NEXMDM_BATCH_MAX_ROWS", 1000, 1, 50000, "Write-behind: rows per insert"),
+  batchMaxDelay: millis("NEXMDM_BATCH_MAX_DELAY_MS", 50, 1, 60000, "Write-behind: longest wait before a partial batch is written"),
+  writeShards: int("NEXMDM_WRITE_SHARDS", 2, 1, 16, "Write-behind: batches in flight at once (devices are sharded by id)"),
+  bufferMaxRows: int("NEXMDM_BUFFER_MAX_ROWS", 500000, 100, 50_000_000, "Write-behind: rows held in memory before devices are told to back off"),
+  mailboxSize: int("NEXMDM_MAILBOX_SIZE", 256, 4, 100000, "Messages queued per device actor before MailboxFull"),
+  maxFrameBytes: int("NEXMDM_MAX_FRAME_BYTES", 16 * 1024, 512, 1024 * 1024, "Largest WebSocket frame accepted"),
+  idleTimeout: seconds("NEXMDM_IDLE_TIMEOUT_S", 120, 8, 960, "Socket closed when nothing was received for"),
+  authTimeout: seconds("NEXMDM_AUTH_TIMEOUT_S", 10, 1, 120, "Socket closed when no hello arrived within"),
+  frameRatePerSecond: int("NEXMDM_FRAME_RATE_PER_S", 20, 1, 100000, "Frames per second one connection may send"),
+  enrollRatePerMinute: int("NEXMDM_ENROLL_RATE_PER_MIN", 30, 1, 10_000_000, "Enrollment and ticket requests per minute per source IP"),
+  trustedProxyHeader: Config.option(Config.string("NEXMDM_TRUSTED_PROXY_HEADER")).pipe(
+    Config.withDescription("Header carrying the client IP when behind a proxy (e.g. x-forwarded-for); unset = socket address")
+  ),
+  ticketTtl: Config.integer("NEXMDM_TICKET_TTL_H").pipe(
+    Config.withDefault(24),
+    Config.validate({ message: "must be an integer between 1 and 720", validation: (n) => n >= 1 && n <= 720 }),
+    Config.withDescription("Session ticket lifetime (hours)"),
+    Config.map(Duration.hours)
+  ),
+  ticketKey: Config.option(Config.redacted("NEXMDM_TICKET_KEY")).pipe(
+    Config.withDescription("Base64 key (32+ bytes) for session tickets; default: generated once and kept in the database")
+  ),
+  argon2Device: Config.all({
+    memoryCost: int("NEXMDM_ARGON2_DEVICE_MEMORY_KIB", 19456, 1024, 4 * 1024 * 1024, "argon2id memory for device secrets and enrollment tokens (KiB)"),
+    timeCost: int("NEXMDM_ARGON2_DEVICE_TIME_COST", 2, 1, 20, "argon2id passes for device secrets and enrollment tokens"),
+    parallelism: int("NEXMDM_ARGON2_DEVICE_PARALLELISM", 1, 1, 16, "argon2id lanes for device secrets and enrollment tokens")
+  }),
+  logLevel: Config.logLevel("NEXMDM_LOG_LEVEL").pipe(
+    Config.withDefault(LogLevel.Info),
+    Config.withDescription("Least severe log level written: Trace, Debug, Info, Warning, Error, Fatal, None")
+  ),
+  demoDevices: int("NEXMDM_DEMO_DEVICES", 5, 0, 10000, "Simulated devices started with the engine (0 = none)"),
+  shutdownTimeout: seconds("NEXMDM_SHUTDOWN_TIMEOUT_S", 20, 1, 600, "Longest wait for the write-behind to flush at shutdown")
+})
+
+type Resolved = Config.Config.Success<typeof engineConfig>
+
+export interface EngineConfigShape extends Omit<Resolved, "overdueAfter" | "offlineAfter"> {
+  /** Connected but silent this long: 'overdue'. Default 2.5 heartbeat intervals. */
+  readonly overdueAfter: Duration.Duration
+  /** Silent this long: 'offline', whatever the socket says. Default 5 heartbeat intervals. */
+  readonly offlineAfter: Duration.Duration
+}
+
+const resolveDerived = (config: Resolved): EngineConfigShape => {
+  const intervalMs = Duration.toMillis(config.heartbeatInterval)
+  return {
+    ...config,
+    overdueAfter: Option.getOrElse(config.overdueAfter, () => Duration.millis(intervalMs * 2.5)),
+    offlineAfter: Option.getOrElse(config.offlineAfter, () => Duration.millis(intervalMs * 5))
+  }
+}
+
+export class EngineConfig extends Context.Tag("@nexmdm/engine/EngineConfig")<EngineConfig, EngineConfigShape>() {
+  /** Reads the environment. */
+  static readonly layer = Layer.effect(EngineConfig, Effect.map(engineConfig, resolveDerived))
+
+  /** Defaults with overrides, for tests and the bench. */
+  static readonly layerWith = (overrides: Partial<EngineConfigShape>) =>
+    Layer.effect(
+      EngineConfig,
+      Effect.map(engineConfig, (config) => ({ ...resolveDerived(config), ...overrides }))
+    )
+}
+
+export const redactedOption = (value: Option.Option<Redacted.Redacted>) => Option.map(value, Redacted.value)

@@ -1,0 +1,120 @@
+/**
+ * Write-behind for heartbeats. The actor offers a row and acks at once; this service batches rows
+ * into multi-row inserts (unnest of typed arrays), two shards in flight by default, sharded by
+ * device so each device's rows are committed in seq order. After a batch commits it reports the
+ * new durable watermark of every device in it. When PostgreSQL is away it keeps retrying and
+ * holds rows in memory up to NEXMDM_BUFFER_MAX_ROWS; past that `offer` refuses and the device
+ * is told to back off (it keeps the heartbeat in its outbox).
+ */
+import { SqlClient } from "@effect/sql"
+import { Context, Effect, Layer } from "effect"
+import type { NetworkType } from "@nexmdm/protocol"
+import { EngineConfig } from "./EngineConfig.js"
+import * as WriteBehind from "./internal/WriteBehind.js"
+
+export interface HeartbeatRow {
+  readonly deviceId: string
+  readonly seq: number
+  /** Engine clock, epoch ms; strictly increasing per device. */
+  readonly recordedAt: number
+  readonly deviceTs: number
+  readonly batteryPct: number
+  readonly charging: boolean
+  readonly memFreeMb: number
+  readonly memTotalMb: number
+  readonly storageFreeMb: number
+  readonly network: NetworkType
+  readonly signalDbm: number | undefined
+  readonly foregroundApp: string | undefined
+  readonly agentVersion: string
+  readonly uptimeS: number
+}
+
+/** Stored as smallint: two bytes instead of a string per row. */
+export const networkCode: Record<NetworkType, number> = { none: 0, wifi: 1, cellular: 2, ethernet: 3, vpn: 4, other: 9 }
+export const networkFromCode = (code: number): NetworkType =>
+  (Object.entries(networkCode).find(([, value]) => value === code)?.[0] as NetworkType | undefined) ?? "other"
+
+/** Called after each commit with the highest persisted seq of every device in the batch. */
+export type DurableListener = (durable: ReadonlyMap<string, number>) => void
+
+export class TelemetryWriter extends Context.Tag("@nexmdm/engine/TelemetryWriter")<
+  TelemetryWriter,
+  {
+    readonly offer: (row: HeartbeatRow) => boolean
+    readonly hasRoom: (rows: number) => boolean
+    readonly buffered: () => number
+    readonly totals: () => { readonly written: number; readonly failedAttempts: number; readonly batches: number }
+    readonly onDurable: (listener: DurableListener) => void
+    /** Completes when every row offered before the call is committed. */
+    readonly flush: Effect.Effect<void>
+  }
+>() {}
+
+const insertHeartbeats = `
+insert into heartbeats (device_id, seq, recorded_at, device_ts, battery_pct, charging, mem_free_mb,
+  mem_total_mb, storage_free_mb, network, signal_dbm, foreground_app, agent_version, uptime_s)
+select d, s, to_timestamp(r / 1000.0), to_timestamp(t / 1000.0), b, c, mf, mt, sf, n, sig, fg, av, up
+from unnest($1::text[], $2::int8[], $3::float8[], $4::float8[], $5::int2[], $6::bool[], $7::int4[],
+  $8::int4[], $9::int4[], $10::int2[], $11::int2[], $12::text[], $13::text[], $14::int4[])
+  as u(d, s, r, t, b, c, mf, mt, sf, n, sig, fg, av, up)`
+
+/** Column arrays for one batch (node-postgres sends JS arrays as PostgreSQL arrays). */
+const toColumns = (rows: ReadonlyArray<HeartbeatRow>): Array<Array<unknown>> => {
+  const columns: Array<Array<unknown>> = Array.from({ length: 14 }, () => new Array(rows.length))
+  rows.forEach((row, i) => {
+    columns[0]![i] = row.deviceId
+    columns[1]![i] = row.seq
+    columns[2]![i] = row.recordedAt
+    columns[3]![i] = row.deviceTs
+    columns[4]![i] = row.batteryPct
+    columns[5]![i] = row.charging
+    columns[6]![i] = row.memFreeMb
+    columns[7]![i] = row.memTotalMb
+    columns[8]![i] = row.storageFreeMb
+    columns[9]![i] = networkCode[row.network]
+    columns[10]![i] = row.signalDbm ?? null
+    columns[11]![i] = row.foregroundApp ?? null
+    columns[12]![i] = row.agentVersion
+    columns[13]![i] = row.uptimeS
+  })
+  return columns
+}
+
+export interface WriterHooks {
+  readonly onBatch?: (info: { readonly rows: number; readonly seconds: number }) => void
+  readonly onWriteFailed?: (info: { readonly rows: number; readonly attempt: number; readonly error: unknown }) => void
+}
+
+export const make = (hooks: WriterHooks = {}) =>
+  Effect.gen(function* () {
+    const config = yield* EngineConfig
+    const sql = yield* SqlClient.SqlClient
+    const listeners: Array<DurableListener> = []
+    const queue = yield* WriteBehind.make<HeartbeatRow>({
+      name: "TelemetryWriter",
+      shards: config.writeShards,
+      shardOf: (row) => WriteBehind.shardOfKey(row.deviceId),
+      maxBatch: config.batchMaxRows,
+      maxDelay: config.batchMaxDelay,
+      capacity: config.bufferMaxRows,
+      finalFlushTimeout: config.shutdownTimeout,
+      write: (rows) => sql.unsafe(insertHeartbeats, toColumns(rows)),
+      onWritten: (rows) => {
+        const durable = new Map<string, number>()
+        for (const row of rows) durable.set(row.deviceId, row.seq)
+        for (const listener of listeners) listener(durable)
+      },
+      ...hooks
+    })
+    return TelemetryWriter.of({
+      offer: queue.offer,
+      hasRoom: queue.hasRoom,
+      buffered: queue.buffered,
+      totals: queue.totals,
+      onDurable: (listener) => void listeners.push(listener),
+      flush: queue.flush
+    })
+  })
+
+export const layer = Layer.scoped(TelemetryWriter, make())

@@ -1,0 +1,42 @@
+/**
+ * `npm start`: the engine with configuration from the environment, JSON logs, and graceful
+ * shutdown on SIGINT/SIGTERM (runMain interrupts the main fiber; every layer's finalizer runs).
+ */
+import { NodeRuntime } from "@effect/platform-node"
+import { Effect, Layer, Logger, Option } from "effect"
+import { AdminServer } from "./AdminServer.js"
+import { DatabaseInfoTag } from "./Database.js"
+import { DevicePlane } from "./DevicePlane.js"
+import * as Engine from "./Engine.js"
+import { EngineConfig, engineConfig } from "./EngineConfig.js"
+
+const announce = Effect.gen(function* () {
+  const plane = yield* DevicePlane
+  const admin = yield* AdminServer
+  const database = yield* DatabaseInfoTag
+  const config = yield* EngineConfig
+  yield* Effect.logInfo("NexMDM engine ready").pipe(
+    Effect.annotateLogs({
+      devicePlane: plane.url,
+      adminPlane: admin.url,
+      metrics: `${admin.url}/metrics`,
+      database: `${database.kind}: ${database.location}`,
+      demoDevices: config.demoDevices
+    })
+  )
+  if (database.kind === "embedded") {
+    yield* Effect.logWarning(
+      "running on the embedded PGlite database: it never fsyncs and is for trying NexMDM out; set DATABASE_URL for production"
+    )
+  }
+  if (Option.isNone(config.tlsCertFile)) {
+    yield* Effect.logInfo("device plane without TLS: put it behind a TLS proxy or set NEXMDM_TLS_CERT_FILE/NEXMDM_TLS_KEY_FILE")
+  }
+})
+
+Layer.launch(Layer.effectDiscard(announce).pipe(Layer.provideMerge(Engine.layer), Layer.provide(EngineConfig.layer))).pipe(
+  Effect.provide(Logger.json),
+  Effect.provide(Layer.unwrapEffect(Effect.map(engineConfig, (config) => Logger.minimumLogLevel(config.logLevel)))),
+  Effect.tapErrorCause((cause) => Effect.logFatal("engine failed to start", cause)),
+  NodeRuntime.runMain({ disableErrorReporting: true, disablePrettyLogger: true })
+)
