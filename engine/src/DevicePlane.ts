@@ -173,6 +173,11 @@ export const make = Effect.gen(function* () {
       if (++data.rateViolations >= framePolicy.capacity) data.connection?.close(CloseCode.rateLimited, "rate limited")
       return
     }
+    if (message.byteLength > config.maxFrameBytes) {
+      rejectFrame(data, "FRAME_TOO_LARGE", `frame of ${message.byteLength} bytes is over the ${config.maxFrameBytes}-byte limit`)
+      data.connection?.close(CloseCode.tooLarge, "frame too large")
+      return
+    }
     if (isBinary) return badFrame(data, "BAD_FRAME", "binary frames are not accepted: send JSON text frames")
     const decoded = decodeDeviceFrame(Buffer.from(message).toString("utf8"))
     if (Either.isLeft(decoded)) return badFrame(data, decoded.left.code, decoded.left.message)
@@ -400,7 +405,9 @@ export const make = Effect.gen(function* () {
     Option.match(trustedHeader, { onNone: () => undefined, onSome: (name) => req.getHeader(name) })
 
   app.ws<SocketData>("/v1/device/ws", {
-    maxPayloadLength: config.maxFrameBytes,
+    // uWS drops a socket without a close frame past this hard limit; up to it, onMessage answers
+    // oversized frames with FRAME_TOO_LARGE and close code 1009 as PROTOCOL.md promises.
+    maxPayloadLength: Math.max(config.maxFrameBytes * 4, 64 * 1024),
     idleTimeout: Math.round(Duration.toSeconds(config.idleTimeout)),
     maxBackpressure: MAX_BACKPRESSURE_BYTES,
     sendPingsAutomatically: true,

@@ -169,7 +169,7 @@ const spawnChild = (
         logLines.unsafeOffer({ level: "warning", line })
       })
     }
-    if (child.stdout) onLines(child.stdout, (line) => logLines.unsafeOffer({ level: "warning", line }))
+    if (child.stdout) onLines(child.stdout, (line) => logLines.unsafeOffer({ level: "debug", line }))
     const result: Child = { process: child, ready, exited, stderrTail, stopping: false }
     return result
   })

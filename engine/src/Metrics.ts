@@ -4,10 +4,11 @@
  *
  * Effect metrics (constants below): engine_heartbeats_total{outcome}, engine_hb_ack_seconds,
  * engine_write_batch_rows{table}, engine_write_batch_seconds{table}, engine_write_rows_total{table},
- * engine_write_failures_total{table}, engine_write_buffer_rows{table}, engine_frames_rejected_total{code},
+ * engine_write_failures_total{table}, engine_frames_rejected_total{code},
  * engine_presence_transitions_total{to}, engine_enrollments_total{outcome},
  * engine_http_requests_total{route,status}.
- * Read at scrape time (`registerRegistryGauges`): engine_actors_active, engine_devices_connected{transport}.
+ * Read at scrape time: engine_actors_active and engine_devices_connected{transport}
+ * (`registerRegistryGauges`), engine_write_buffer_rows{table} (a collector of the write-behind's owner).
  * Process metrics: internal/Prometheus.ts.
  *
  * The recorders call `Metric#unsafeUpdate` directly, so plain callbacks (the uWS handlers) record
@@ -59,10 +60,6 @@ export const writeRowsTotal = Metric.counter("engine_write_rows_total", {
 export const writeFailuresTotal = Metric.counter("engine_write_failures_total", {
   description: "Failed write-behind batch attempts (each is retried), by table",
   incremental: true
-})
-
-export const writeBufferRows = Metric.gauge("engine_write_buffer_rows", {
-  description: "Rows held in memory by the write-behind and not yet committed, by table"
 })
 
 export const framesRejectedTotal = Metric.counter("engine_frames_rejected_total", {
@@ -151,9 +148,6 @@ export const writeBatch = (table: string, rows: number, seconds: number): void =
 
 /** Counts one failed batch attempt. */
 export const writeFailures = (table: string): void => writeFailuresTotal.unsafeUpdate(1, tableLabels(table))
-
-export const setWriteBufferRows = (table: string, rows: number): void =>
-  writeBufferRows.unsafeUpdate(rows, tableLabels(table))
 
 /** Counts one rejected frame, by protocol error code. */
 export const framesRejected = (code: string): void => framesRejectedTotal.unsafeUpdate(1, codeLabels(code))

@@ -2,12 +2,13 @@
  * Prometheus text exposition format 0.0.4: renders Effect's global metric registry, the
  * scrape-time collectors of Metrics.ts and the process metrics.
  *
+ * Effect counters declared without `incremental: true` may decrease, so they are exposed as gauges.
  * Families are sorted by name and series by labels, so the output is stable. A family's lines
  * are contiguous even when its series come from several sources (an Effect metric and collectors
  * of the same name). Series that cannot be rendered (type clash, duplicate labels, a collector
  * that threw) are not dropped silently: they are reported in `# nexmdm:` comment lines.
  */
-import { Effect, Metric, MetricState, Option } from "effect"
+import { Effect, Metric, MetricKeyType, MetricState, Option } from "effect"
 import type { MetricPair, Scope } from "effect"
 import { readdirSync, readFileSync } from "node:fs"
 import { monitorEventLoopDelay } from "node:perf_hooks"
@@ -108,7 +109,7 @@ export const familiesFromSnapshot = (pairs: ReadonlyArray<MetricPair.MetricPair.
   const families: Array<Family> = []
   for (const { metricKey: key, metricState: state } of pairs) {
     const name = sanitizeMetricName(key.name)
-    const help = Option.getOrUndefined(key.description as Option.Option<string>)
+    const help = Option.getOrUndefined(key.description)
     const labels: LabelPairs = key.tags.map((tag) => [sanitizeLabelName(tag.key), tag.value] as const)
     const single = (type: FamilyType, value: number | bigint): Family => ({
       name,
@@ -117,7 +118,9 @@ export const familiesFromSnapshot = (pairs: ReadonlyArray<MetricPair.MetricPair.
       series: [{ labels, samples: [{ suffix: "", labels, value }] }]
     })
     if (MetricState.isCounterState(state)) {
-      families.push(single("counter", state.count))
+      // Only an incremental counter is monotonic; one that may go down (effect_fiber_active) is a gauge.
+      const incremental = MetricKeyType.isCounterKey(key.keyType) && key.keyType.incremental
+      families.push(single(incremental ? "counter" : "gauge", state.count))
     } else if (MetricState.isGaugeState(state)) {
       families.push(single("gauge", state.value))
     } else if (MetricState.isHistogramState(state)) {

@@ -178,7 +178,7 @@ const main = (): void => {
       db,
       host: options.host,
       port: options.port,
-      maxConnections: options.maxConnections, debug: process.env["PGLITE_SOCKET_DEBUG"] === "1"
+      maxConnections: options.maxConnections
     })
     server.addEventListener("error", (event) => {
       process.stderr.write(`pglite: socket error: ${errorText((event as CustomEvent).detail)}\n`)

@@ -1,0 +1,126 @@
+/**
+ * `npm run mdm -- <command>`: operator commands that work on the database directly.
+ *
+ *   migrate                                   apply pending migrations
+ *   tokens create [--expires 24h] [--max-uses 1] [--label text] [--json]
+ *   tokens list [--json]
+ *   tokens revoke <token-id>
+ *
+ * Uses DATABASE_URL, or the embedded database in NEXMDM_DATA_DIR like the engine does.
+ */
+import { NodeRuntime } from "@effect/platform-node"
+import { Console, Data, Duration, Effect, Layer, Logger, LogLevel } from "effect"
+import { parseArgs } from "node:util"
+import * as Database from "./Database.js"
+import { EngineConfig } from "./EngineConfig.js"
+import * as Enrollment from "./Enrollment.js"
+import * as Tickets from "./Tickets.js"
+
+class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
+
+const usage = `usage: npm run mdm -- <command>
+
+  migrate                                        apply pending database migrations
+  tokens create [--expires 24h] [--max-uses N] [--label TEXT] [--json]
+                                                 create an enrollment token (shown once)
+  tokens list [--json]                           list enrollment tokens (never their secrets)
+  tokens revoke TOKEN_ID                         revoke a token
+
+Environment: DATABASE_URL (else the embedded database in NEXMDM_DATA_DIR, default .data)`
+
+/** "90s", "30m", "24h", "7d" */
+export const parseDuration = (text: string): Duration.Duration | undefined => {
+  const match = /^(\d{1,6})([smhd])$/.exec(text)
+  if (match === null) return undefined
+  const n = Number(match[1])
+  const unit = match[2]
+  const duration = unit === "s" ? Duration.seconds(n) : unit === "m" ? Duration.minutes(n) : unit === "h" ? Duration.hours(n) : Duration.days(n)
+  return Duration.greaterThan(duration, Duration.zero) ? duration : undefined
+}
+
+const tokensCreate = (options: { expires: string; maxUses: string; label: string | undefined; json: boolean }) =>
+  Effect.gen(function* () {
+    const expiresIn = parseDuration(options.expires)
+    if (expiresIn === undefined) return yield* new UsageError({ message: `--expires: expected e.g. 30m, 24h or 7d, got "${options.expires}"` })
+    const maxUses = Number(options.maxUses)
+    if (!Number.isInteger(maxUses) || maxUses < 1 || maxUses > 1_000_000) {
+      return yield* new UsageError({ message: `--max-uses: expected an integer from 1 to 1000000, got "${options.maxUses}"` })
+    }
+    const enrollment = yield* Enrollment.Enrollment
+    const token = yield* enrollment.createToken({ expiresIn, maxUses, label: options.label, createdBy: "cli" })
+    if (options.json) {
+      yield* Console.log(JSON.stringify({ id: token.id, token: token.token, expiresAt: token.expiresAt.toISOString(), maxUses, label: token.label }))
+    } else {
+      yield* Console.log(`token:      ${token.token}\nid:         ${token.id}\nexpires:    ${token.expiresAt.toISOString()}\nmax uses:   ${maxUses}\n\nThe token is shown only now; the engine keeps only its hash.`)
+    }
+  })
+
+const tokensList = (json: boolean) =>
+  Effect.gen(function* () {
+    const enrollment = yield* Enrollment.Enrollment
+    const tokens = yield* enrollment.listTokens
+    if (json) return yield* Console.log(JSON.stringify(tokens))
+    if (tokens.length === 0) return yield* Console.log("no enrollment tokens")
+    const now = Date.now()
+    for (const token of tokens) {
+      const state = token.revokedAt !== null ? "revoked" : token.expiresAt.getTime() <= now ? "expired" : token.uses >= token.maxUses ? "used up" : "active"
+      yield* Console.log(
+        `${token.id}  ${state.padEnd(8)} uses ${token.uses}/${token.maxUses}  expires ${token.expiresAt.toISOString()}  ${token.label ?? ""}`
+      )
+    }
+  })
+
+const tokensRevoke = (id: string | undefined) =>
+  Effect.gen(function* () {
+    if (id === undefined) return yield* new UsageError({ message: "tokens revoke: give the token id (et_...)" })
+    const enrollment = yield* Enrollment.Enrollment
+    const revoked = yield* enrollment.revokeToken(id)
+    if (!revoked) return yield* new UsageError({ message: `no active token with id ${id}` })
+    yield* Console.log(`revoked ${id}`)
+  })
+
+const program = Effect.gen(function* () {
+  const { values, positionals } = yield* Effect.try({
+    try: () =>
+      parseArgs({
+        args: process.argv.slice(2),
+        allowPositionals: true,
+        options: {
+          expires: { type: "string", default: "24h" },
+          "max-uses": { type: "string", default: "1" },
+          label: { type: "string" },
+          json: { type: "boolean", default: false },
+          help: { type: "boolean", short: "h", default: false }
+        }
+      }),
+    catch: (error) => new UsageError({ message: error instanceof Error ? error.message : String(error) })
+  })
+  const [command, sub, arg] = positionals
+  if (values.help || command === undefined || command === "help") return yield* Console.log(usage)
+  const withDatabase = <A, E>(effect: Effect.Effect<A, E, Enrollment.Enrollment>) =>
+    effect.pipe(
+      Effect.provide(Enrollment.layer.pipe(Layer.provide(Tickets.layer), Layer.provideMerge(Database.layer), Layer.provide(EngineConfig.layer)))
+    )
+  switch (`${command} ${sub ?? ""}`.trim()) {
+    case "migrate":
+      return yield* withDatabase(Console.log("database schema is up to date"))
+    case "tokens create":
+      return yield* withDatabase(tokensCreate({ expires: values.expires, maxUses: values["max-uses"], label: values.label, json: values.json }))
+    case "tokens list":
+      return yield* withDatabase(tokensList(values.json))
+    case "tokens revoke":
+      return yield* withDatabase(tokensRevoke(arg))
+    default:
+      return yield* new UsageError({ message: `unknown command "${positionals.join(" ")}"\n\n${usage}` })
+  }
+})
+
+program.pipe(
+  Effect.catchTag("UsageError", (error) =>
+    Console.error(error.message).pipe(Effect.zipRight(Effect.sync(() => (process.exitCode = 2))))
+  ),
+  Effect.tapErrorCause((cause) => Effect.logError("command failed", cause)),
+  Logger.withMinimumLogLevel(LogLevel.Warning),
+  Effect.provide(Logger.json),
+  NodeRuntime.runMain({ disableErrorReporting: true, disablePrettyLogger: true })
+)
