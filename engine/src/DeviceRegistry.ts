@@ -254,7 +254,10 @@ export const make = Effect.gen(function* () {
     }
     return { actors: actors.size, ws, http }
   }
-  Metrics.registerRegistryGauges(counts)
+  yield* Effect.acquireRelease(
+    Effect.sync(() => Metrics.registerRegistryGauges(counts)),
+    (unregister) => Effect.sync(unregister)
+  )
 
   const closeAll = (code: number, reason: string) =>
     Effect.sync(() => {

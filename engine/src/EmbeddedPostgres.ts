@@ -107,6 +107,8 @@ interface Child {
   /** Completes when the child has exited and its pipes are closed. */
   readonly exited: Deferred.Deferred<ChildExit>
   readonly stderrTail: ReadonlyArray<string>
+  /** Set once it reported ready: a child that failed to start exits 1 by design. */
+  started: boolean
   /** Set before we stop it, so its exit is not reported as a crash. */
   stopping: boolean
 }
@@ -147,12 +149,17 @@ const spawnChild = (
         )
       )
 
+    const result: Child = { process: child, ready, exited, stderrTail, started: false, stopping: false }
     // Listeners are attached in the same tick as fork(), so no event can be missed.
     child.on("message", (raw: unknown) => {
       const message = decodeChildMessage(raw)
       if (Option.isNone(message)) return
-      if (message.value.type === "ready") Deferred.unsafeDone(ready, Exit.succeed(message.value.port))
-      else failStart(message.value.message)
+      if (message.value.type === "ready") {
+        result.started = true
+        Deferred.unsafeDone(ready, Exit.succeed(message.value.port))
+      } else {
+        failStart(message.value.message)
+      }
     })
     child.on("error", (cause) => failStart(cause.message, cause))
     // "close" rather than "exit": it comes after the pipes are drained, so stderrTail is complete.
@@ -170,7 +177,6 @@ const spawnChild = (
       })
     }
     if (child.stdout) onLines(child.stdout, (line) => logLines.unsafeOffer({ level: "debug", line }))
-    const result: Child = { process: child, ready, exited, stderrTail, stopping: false }
     return result
   })
 
@@ -183,7 +189,7 @@ const stopChild = (child: Child, stopTimeout: Duration.Duration) =>
     const stopped = yield* Deferred.await(child.exited).pipe(Effect.timeout(stopTimeout), Effect.option)
     if (Option.isSome(stopped)) {
       const { code, signal } = stopped.value
-      if (code !== 0) yield* Effect.logWarning(`embedded PostgreSQL ${describeExit({ code, signal })} while stopping`)
+      if (code !== 0 && child.started) yield* Effect.logWarning(`embedded PostgreSQL ${describeExit({ code, signal })} while stopping`)
       return
     }
     yield* Effect.logWarning(

@@ -180,7 +180,7 @@ describe("device plane", () => {
   it("answers unknown routes and methods with typed JSON errors", async () => {
     const missing = await fetch(`${engine.url}/nope`)
     expect(missing.status).toBe(404)
-    expect((await missing.json()).error.code).toBe("NOT_FOUND")
+    expect(((await missing.json()) as any).error.code).toBe("NOT_FOUND")
     const wrongMethod = await fetch(`${engine.url}/v1/enroll`)
     expect(wrongMethod.status).toBe(405)
   })

@@ -58,49 +58,43 @@ describe("EmbeddedPostgres", () => {
             yield* query(clients, "create table devices(id int primary key, worker int not null)")
 
             // Ten connections held at once (the socket server's default would refuse all but one),
-            // each writing its own rows inside its own transaction.
-            const held = yield* Effect.all(
-              Array.from({ length: 10 }, () =>
-                Effect.acquireRelease(Effect.promise(() => clients.connect()), (client) => Effect.sync(() => client.release()))
-              ),
-              { concurrency: "unbounded" }
+            // each writing its own rows inside its own transaction; released before the count.
+            yield* Effect.scoped(
+              Effect.gen(function* () {
+                const held = yield* Effect.all(
+                  Array.from({ length: 10 }, () =>
+                    Effect.acquireRelease(Effect.promise(() => clients.connect()), (client) =>
+                      Effect.sync(() => client.release())
+                    )
+                  ),
+                  { concurrency: "unbounded" }
+                )
+                expect(clients.totalCount).toBe(10)
+                yield* Effect.forEach(
+                  held,
+                  (client, worker) =>
+                    Effect.gen(function* () {
+                      yield* query(client, "begin")
+                      for (let i = 0; i < 20; i++) {
+                        yield* query(client, "insert into devices(id, worker) values ($1, $2)", [worker * 100 + i, worker])
+                      }
+                      yield* query(client, "commit")
+                      // Half of the workers also write a row they roll back.
+                      if (worker % 2 === 0) {
+                        yield* query(client, "begin")
+                        yield* query(client, "insert into devices(id, worker) values ($1, -1)", [10_000 + worker])
+                        yield* query(client, "rollback")
+                      }
+                    }),
+                  { concurrency: "unbounded", discard: true }
+                )
+              })
             )
-            expect(clients.totalCount).toBe(10)
-            yield* Effect.log("DBG held")
-            yield* Effect.forEach(
-              held,
-              (client, worker) =>
-                Effect.gen(function* () {
-                  yield* Effect.log(`DBG w${worker} begin?`)
-                  yield* query(client, "begin")
-                  yield* Effect.log(`DBG w${worker} begun`)
-                  for (let i = 0; i < 20; i++) {
-                    yield* query(client, "insert into devices(id, worker) values ($1, $2)", [worker * 100 + i, worker])
-                  }
-                  // Half of the workers also write a row they roll back.
-                  if (worker % 2 === 0) {
-                    yield* query(client, "commit")
-                    yield* Effect.log(`DBG w${worker} begin?`)
-                  yield* query(client, "begin")
-                  yield* Effect.log(`DBG w${worker} begun`)
-                    yield* query(client, "insert into devices(id, worker) values ($1, -1)", [10_000 + worker])
-                    yield* query(client, "rollback")
-                    yield* Effect.log(`DBG w${worker} rolled back`)
-                  } else {
-                    yield* query(client, "commit")
-                    yield* Effect.log(`DBG w${worker} committed odd`)
-                  }
-                }),
-              { concurrency: "unbounded", discard: true }
-            )
-            yield* Effect.log("DBG forEach done")
             const { rows } = yield* query<{ n: number }>(clients, "select count(*)::int as n from devices")
             expect(rows[0]?.n).toBe(200)
-            yield* Effect.log("DBG counted")
             return db
           })
         )
-        yield* Effect.log("DBG first closed")
 
         // Second life on the same directory, read through the engine's own client.
         const second = yield* start(yield* Effect.scope, { dataDir, maxConnections: 10 })
@@ -116,7 +110,6 @@ describe("EmbeddedPostgres", () => {
           Effect.provide(PgClient.layer({ url: Redacted.make(second.url), maxConnections: 2 })),
           Effect.orDie
         )
-        yield* Effect.log("DBG read")
         expect(counts[0]).toEqual({ devices: 200, rolledBack: 0, workers: 10, a: 1, b: 0 })
 
         yield* Effect.log(

@@ -1,0 +1,234 @@
+/**
+ * The actor's behaviour as pure state transitions: no runtime, no clock, explicit times.
+ */
+import { describe, expect, it } from "vitest"
+import { Heartbeat } from "@nexmdm/protocol"
+import {
+  type ActorEffect,
+  type ActorMessage,
+  type ActorPolicy,
+  type Connection,
+  type DeviceState,
+  initialState,
+  needsTick,
+  step
+} from "../src/DeviceActor.js"
+
+const policy: ActorPolicy = {
+  heartbeatIntervalS: 30,
+  ticketTtlMs: 24 * 3_600_000,
+  overdueAfterMs: 75_000,
+  offlineAfterMs: 150_000,
+  graceMs: 45_000,
+  durableNoticeAfterMs: 1_000
+}
+
+const T0 = 1_764_000_000_000
+
+const env = (now: number, overrides: { room?: boolean; durableSeq?: number } = {}) => ({
+  now,
+  policy,
+  writerHasRoom: () => overrides.room ?? true,
+  durableSeq: overrides.durableSeq ?? 0
+})
+
+const connection = (id: number): Connection => ({ id, send: () => true, close: () => {} })
+
+/** Frames the effects send to one connection, decoded. */
+const sentTo = (effects: ReadonlyArray<ActorEffect>, c: Connection) =>
+  effects.flatMap((effect) => (effect._tag === "Send" && effect.connection === c ? [JSON.parse(effect.frame)] : []))
+
+const fresh = (): DeviceState =>
+  initialState(
+    {
+      deviceId: "dev_aaaaaaaaaaaaaaaaaaaaaaaa",
+      generation: 1,
+      retired: false,
+      durableSeq: 0,
+      lastRecordedAt: 0,
+      presence: "offline",
+      presenceReason: undefined,
+      presenceSince: undefined
+    },
+    T0
+  )
+
+const hb = (seq: number) =>
+  new Heartbeat({
+    type: "heartbeat",
+    seq,
+    ts: T0,
+    batteryPct: 50,
+    charging: false,
+    memFreeMb: 1,
+    memTotalMb: 2,
+    storageFreeMb: 3,
+    network: "wifi",
+    agentVersion: "1.0.0",
+    uptimeS: 1
+  })
+
+/** Runs messages in order, collecting every effect. */
+const run = (state: DeviceState, steps: ReadonlyArray<readonly [number, ActorMessage, { room?: boolean; durableSeq?: number }?]>) => {
+  const effects: Array<ActorEffect> = []
+  for (const [now, message, options] of steps) {
+    const [next, produced] = step(state, message, env(now, options))
+    state = next
+    effects.push(...produced)
+  }
+  return { state, effects }
+}
+
+const presenceEvents = (effects: ReadonlyArray<ActorEffect>) =>
+  effects.flatMap((effect) => (effect._tag === "Record" && effect.event.presence ? [`${effect.event.presence}: ${effect.event.reason}`] : []))
+
+const connect = (c: Connection, now = T0): readonly [number, ActorMessage] => [
+  now,
+  { _tag: "Connect", connection: c, generation: 1, ticketExpiresAt: now + policy.ticketTtlMs }
+]
+
+describe("device actor", () => {
+  it("connects, welcomes with the durable watermark, and acks heartbeats", () => {
+    const c = connection(1)
+    const { state, effects } = run(fresh(), [
+      connect(c),
+      [T0 + 10, { _tag: "Heartbeat", connectionId: 1, heartbeat: hb(1), receivedAt: 0 }],
+      [T0 + 20, { _tag: "Heartbeat", connectionId: 1, heartbeat: hb(2), receivedAt: 0 }, { durableSeq: 1 }]
+    ])
+    expect(state.presence).toBe("connected")
+    expect(state.acceptedSeq).toBe(2)
+    expect(sentTo(effects, c)[0]).toMatchObject({ type: "welcome", durableSeq: 0, heartbeatIntervalS: 30 })
+    expect(sentTo(effects, c).slice(1)).toEqual([
+      { type: "ack", seq: 1, durableSeq: 0 },
+      { type: "ack", seq: 2, durableSeq: 1 }
+    ])
+    expect(effects.filter((e) => e._tag === "Write")).toHaveLength(2)
+  })
+
+  it("stores a resent heartbeat once but acks it again", () => {
+    const c = connection(1)
+    const { effects } = run(fresh(), [
+      connect(c),
+      [T0 + 1, { _tag: "Heartbeat", connectionId: 1, heartbeat: hb(1), receivedAt: 0 }],
+      [T0 + 2, { _tag: "Heartbeat", connectionId: 1, heartbeat: hb(1), receivedAt: 0 }]
+    ])
+    expect(effects.filter((e) => e._tag === "Write")).toHaveLength(1)
+    expect(sentTo(effects, c).filter((f) => f.type === "ack")).toHaveLength(2)
+    expect(effects).toContainEqual({ _tag: "HeartbeatCounted", outcome: "duplicate" })
+  })
+
+  it("gives each row a strictly increasing recorded_at even when the clock stands still or steps back", () => {
+    const c = connection(1)
+    const { effects } = run(fresh(), [
+      connect(c),
+      [T0 + 5, { _tag: "Heartbeat", connectionId: 1, heartbeat: hb(1), receivedAt: 0 }],
+      [T0 + 5, { _tag: "Heartbeat", connectionId: 1, heartbeat: hb(2), receivedAt: 0 }],
+      [T0 - 1000, { _tag: "Heartbeat", connectionId: 1, heartbeat: hb(3), receivedAt: 0 }]
+    ])
+    const times = effects.flatMap((e) => (e._tag === "Write" ? [e.row.recordedAt] : []))
+    expect(times).toEqual([T0 + 5, T0 + 6, T0 + 7])
+  })
+
+  it("refuses with BACKPRESSURE (and no ack) when the write buffer is full", () => {
+    const c = connection(1)
+    const { state, effects } = run(fresh(), [
+      connect(c),
+      [T0 + 1, { _tag: "Heartbeat", connectionId: 1, heartbeat: hb(1), receivedAt: 0 }, { room: false }]
+    ])
+    expect(state.acceptedSeq).toBe(0)
+    expect(effects.filter((e) => e._tag === "Write")).toHaveLength(0)
+    expect(sentTo(effects, c).at(-1)).toMatchObject({ type: "error", code: "BACKPRESSURE", seq: 1, retryAfterMs: 30_000 })
+  })
+
+  it("goes overdue, then offline, when a connected device falls silent", () => {
+    const c = connection(1)
+    let { state } = run(fresh(), [connect(c), [T0, { _tag: "Heartbeat", connectionId: 1, heartbeat: hb(1), receivedAt: 0 }]])
+    expect(needsTick(state, T0 + 74_000, policy)).toBe(false)
+    expect(needsTick(state, T0 + 75_000, policy)).toBe(true)
+    const overdue = run(state, [[T0 + 75_000, { _tag: "Tick" }]])
+    expect(overdue.state.presence).toBe("overdue")
+    expect(presenceEvents(overdue.effects)).toEqual(["overdue: heartbeat overdue: none for 75s (interval 30s)"])
+    const offline = run(overdue.state, [[T0 + 150_000, { _tag: "Tick" }]])
+    expect(offline.state.presence).toBe("offline")
+    expect(presenceEvents(offline.effects)).toEqual(["offline: no heartbeat for 150s"])
+    state = offline.state
+    const back = run(state, [[T0 + 151_000, { _tag: "Heartbeat", connectionId: 1, heartbeat: hb(2), receivedAt: 0 }]])
+    expect(back.state.presence).toBe("connected")
+  })
+
+  it("does not flap to offline when the socket comes back within grace", () => {
+    const first = connection(1)
+    const second = connection(2)
+    const { state, effects } = run(fresh(), [
+      connect(first),
+      [T0 + 1000, { _tag: "Disconnect", connectionId: 1, code: 1006 }],
+      [T0 + 30_000, { _tag: "Tick" }],
+      connect(second, T0 + 40_000),
+      [T0 + 100_000, { _tag: "Tick" }]
+    ])
+    expect(state.presence).toBe("connected")
+    expect(presenceEvents(effects)).toEqual([
+      "connected: connected",
+      "grace: socket closed (code 1006)",
+      "connected: reconnected within grace"
+    ])
+  })
+
+  it("goes offline with the close reason when grace runs out", () => {
+    const c = connection(1)
+    const { state, effects } = run(fresh(), [
+      connect(c),
+      [T0 + 1000, { _tag: "Disconnect", connectionId: 1, code: 1001 }]
+    ])
+    expect(needsTick(state, T0 + 1000 + 44_999, policy)).toBe(false)
+    expect(needsTick(state, T0 + 1000 + 45_000, policy)).toBe(true)
+    const after = run(state, [[T0 + 46_000, { _tag: "Tick" }]])
+    expect(after.state.presence).toBe("offline")
+    expect(presenceEvents([...effects, ...after.effects]).at(-1)).toBe("offline: socket closed (code 1001); no reconnect within 45s")
+  })
+
+  it("ignores a Disconnect or Heartbeat of a connection that was superseded", () => {
+    const first = connection(1)
+    const second = connection(2)
+    const { state, effects } = run(fresh(), [
+      connect(first),
+      connect(second),
+      [T0 + 5, { _tag: "Disconnect", connectionId: 1, code: 4004 }],
+      [T0 + 6, { _tag: "Heartbeat", connectionId: 1, heartbeat: hb(1), receivedAt: 0 }]
+    ])
+    expect(state.presence).toBe("connected")
+    expect(state.connection?.id).toBe(2)
+    expect(state.acceptedSeq).toBe(0)
+    expect(effects).toContainEqual({ _tag: "Close", connection: first, code: 4004, reason: "superseded" })
+  })
+
+  it("rejects a connection whose ticket is of an older credential generation", () => {
+    const c = connection(1)
+    const replaced = run(fresh(), [[T0, { _tag: "CredentialsReplaced", generation: 2 }]]).state
+    const { state, effects } = run(replaced, [connect(c)])
+    expect(state.connection).toBeUndefined()
+    expect(effects).toContainEqual({ _tag: "Close", connection: c, code: 4001, reason: "stale credentials" })
+  })
+
+  it("sends a durable notice to a quiet device whose watermark advanced", () => {
+    const c = connection(1)
+    const { state } = run(fresh(), [connect(c), [T0, { _tag: "Heartbeat", connectionId: 1, heartbeat: hb(1), receivedAt: 0 }]])
+    expect(needsTick({ ...state, durableSeq: 1 }, T0 + 500, policy)).toBe(false)
+    expect(needsTick({ ...state, durableSeq: 1 }, T0 + 1000, policy)).toBe(true)
+    const notice = run(state, [[T0 + 1000, { _tag: "Tick" }, { durableSeq: 1 }]])
+    expect(sentTo(notice.effects, c)).toEqual([{ type: "durable", durableSeq: 1 }])
+    expect(notice.state.toldDurableSeq).toBe(1)
+  })
+
+  it("accepts HTTP batches in order and stops at the first refused heartbeat", () => {
+    let reply: unknown
+    const { state } = run(fresh(), [
+      [T0, { _tag: "HttpHeartbeats", generation: 1, heartbeats: [hb(1), hb(2)], reply: (r) => (reply = r) }]
+    ])
+    expect(state.transport).toBe("http")
+    expect(state.presence).toBe("connected")
+    const [, effects] = step(state, { _tag: "HttpHeartbeats", generation: 1, heartbeats: [hb(3)], reply: (r) => (reply = r) }, env(T0 + 1, { room: false }))
+    for (const effect of effects) if (effect._tag === "Reply") effect.run()
+    expect(reply).toEqual({ acked: [], durableSeq: 0, backpressure: true })
+  })
+})
