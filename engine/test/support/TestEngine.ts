@@ -3,7 +3,7 @@
  * on ephemeral ports, with fast presence timings and cheap argon2, plus a WebSocket device client.
  */
 import { SqlClient } from "@effect/sql"
-import { Duration, Effect, Exit, Layer, ManagedRuntime, Option, Redacted, Scope } from "effect"
+import { Duration, Effect, Exit, Layer, Logger, LogLevel, ManagedRuntime, Option, Redacted, Scope } from "effect"
 import WebSocket from "ws"
 import { DevicePlane } from "../../src/DevicePlane.js"
 import { DeviceRegistry } from "../../src/DeviceRegistry.js"
@@ -42,7 +42,13 @@ export interface TestEngine {
 }
 
 export const startEngine = async (database: TestDatabase, overrides: Partial<EngineConfigShape> = {}): Promise<TestEngine> => {
-  const runtime = ManagedRuntime.make(Engine.coreLayer.pipe(Layer.provideMerge(testConfig(database, overrides))))
+  const runtime = ManagedRuntime.make(
+    Engine.coreLayer.pipe(
+      Layer.provideMerge(testConfig(database, overrides)),
+      // Engine logs are noise in test output unless something goes wrong.
+      Layer.provide(Logger.minimumLogLevel(process.env["NEXMDM_TEST_LOG_LEVEL"] === "debug" ? LogLevel.Debug : LogLevel.Warning))
+    )
+  )
   const plane = await runtime.runPromise(DevicePlane)
   return {
     runtime,
