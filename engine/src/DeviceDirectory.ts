@@ -39,8 +39,23 @@ const toRecord = (row: Row): DeviceRecord => ({
 
 export class DeviceDirectory extends Context.Tag("@nexmdm/engine/DeviceDirectory")<
   DeviceDirectory,
-  { readonly load: (deviceId: string) => Effect.Effect<Option.Option<DeviceRecord>, SqlError.SqlError> }
+  {
+    readonly load: (deviceId: string) => Effect.Effect<Option.Option<DeviceRecord>, SqlError.SqlError>
+    /** Devices the database last saw present (not offline, not retired): after a restart their
+     * actors must exist, or nobody would ever move them to offline. */
+    readonly loadPresent: Effect.Effect<ReadonlyArray<DeviceRecord>, SqlError.SqlError>
+  }
 >() {}
+
+const selectRecords = (where: string) => `
+  select d.id, d.credential_generation, d.retired_at is not null as retired, d.presence, d.presence_reason,
+    (extract(epoch from d.presence_since) * 1000)::float8 as presence_since_ms,
+    h.seq, (extract(epoch from h.recorded_at) * 1000)::float8 as recorded_at_ms
+  from devices d
+  left join lateral (
+    select seq, recorded_at from heartbeats where device_id = d.id order by recorded_at desc limit 1
+  ) h on true
+  where ${where}`
 
 export const layer = Layer.scoped(
   DeviceDirectory,
@@ -49,17 +64,7 @@ export const layer = Layer.scoped(
     const resolver = RequestResolver.makeBatched((requests: ReadonlyArray<LoadDevice>) => {
       const ids = [...new Set(requests.map((request) => request.deviceId))]
       return sql
-        .unsafe<Row>(
-          `select d.id, d.credential_generation, d.retired_at is not null as retired, d.presence, d.presence_reason,
-             (extract(epoch from d.presence_since) * 1000)::float8 as presence_since_ms,
-             h.seq, (extract(epoch from h.recorded_at) * 1000)::float8 as recorded_at_ms
-           from devices d
-           left join lateral (
-             select seq, recorded_at from heartbeats where device_id = d.id order by recorded_at desc limit 1
-           ) h on true
-           where d.id = any($1::text[])`,
-          [ids]
-        )
+        .unsafe<Row>(selectRecords("d.id = any($1::text[])"), [ids])
         .pipe(
           Effect.flatMap((rows) => {
             const byId = new Map(rows.map((row) => [row.id, toRecord(row)]))
@@ -76,7 +81,10 @@ export const layer = Layer.scoped(
     })
     const batched = yield* DataLoader.dataLoader(resolver, { window: Duration.millis(2), maxBatchSize: 1000 })
     return DeviceDirectory.of({
-      load: (deviceId) => Effect.request(new LoadDevice({ deviceId }), batched)
+      load: (deviceId) => Effect.request(new LoadDevice({ deviceId }), batched),
+      loadPresent: sql
+        .unsafe<Row>(selectRecords("d.presence <> 'offline' and d.retired_at is null"))
+        .pipe(Effect.map((rows) => rows.map(toRecord)))
     })
   })
 )

@@ -151,7 +151,10 @@ export const make = Effect.gen(function* () {
       generation: claims.generation,
       ticketExpiresAt: claims.expiresAt
     })
-    if (told !== "queued") refuseTell(data, told, undefined)
+    if (told !== "queued") {
+      refuseTell(data, told, undefined)
+      data.connection?.close(CloseCode.tryAgainLater, "try again later")
+    }
   }
 
   const refuseTell = (data: SocketData, told: Exclude<TellResult, "queued">, seq: number | undefined) => {

@@ -237,6 +237,17 @@ export const make = Effect.gen(function* () {
     }
   })
 
+  // Devices present when the engine last stopped start in grace: they either reconnect or the
+  // sweeper declares them offline, with the reason "engine restarted".
+  const present = yield* directory.loadPresent.pipe(Effect.orDie)
+  const startedAt = Date.now()
+  for (const record of present) {
+    actors.set(record.deviceId, { deviceId: record.deviceId, state: initialState(record, startedAt), mailbox: [], running: false })
+  }
+  if (present.length > 0) {
+    yield* Effect.logInfo("restored device actors").pipe(Effect.annotateLogs({ module: "DeviceRegistry", devices: present.length }))
+  }
+
   yield* sweep.pipe(
     Effect.repeat(Schedule.spaced(config.sweepInterval)),
     Effect.catchAllCause((cause) => Effect.logError("sweeper failed", cause)),

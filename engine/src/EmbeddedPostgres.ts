@@ -24,6 +24,7 @@ import { fork, type ChildProcess } from "node:child_process"
 import { createRequire } from "node:module"
 import * as path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
+import type { ParentMessage } from "./internal/pgliteServer.js"
 
 export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresError")<{
   readonly message: string
@@ -130,10 +131,7 @@ const spawnChild = (
           ["--data-dir", dataDir, "--host", "127.0.0.1", "--port", "0", "--max-connections", String(maxConnections)],
           {
             execArgv,
-            stdio: ["ignore", "pipe", "pipe", "ipc"],
-            // Own process group: a Ctrl-C in the terminal must reach only the engine, which stops
-            // this child after its own shutdown (the write-behind queue still needs the database).
-            detached: true
+            stdio: ["ignore", "pipe", "pipe", "ipc"]
           }
         ),
       catch: (cause) => new EmbeddedPostgresError({ message: `cannot start the embedded PostgreSQL: ${cause}`, cause })
@@ -161,7 +159,11 @@ const spawnChild = (
         failStart(message.value.message)
       }
     })
-    child.on("error", (cause) => failStart(cause.message, cause))
+    child.on("error", (cause) => {
+      failStart(cause.message, cause)
+      // A process that never spawned emits no "close": without this, stopping it would wait out the timeouts.
+      if (child.pid === undefined) Deferred.unsafeDone(exited, Exit.succeed({ code: null, signal: null }))
+    })
     // "close" rather than "exit": it comes after the pipes are drained, so stderrTail is complete.
     child.on("close", (code, signal) => {
       const exit = { code, signal }
@@ -184,16 +186,26 @@ const stopChild = (child: Child, stopTimeout: Duration.Duration) =>
   Effect.gen(function* () {
     child.stopping = true
     if (yield* Deferred.isDone(child.exited)) return
-    // SIGTERM makes the child stop the socket server and close PGlite, which checkpoints.
-    child.process.kill("SIGTERM")
+    // Asked over IPC, not with SIGTERM: the child ignores signals while it has a parent, since a
+    // service manager's SIGTERM reaches it at the same time as the engine, whose last writes still
+    // need the database. It then stops the socket server and closes PGlite (a checkpoint). If the
+    // channel is already gone the child is stopping by itself (it treats disconnect as stop).
+    if (child.process.connected) {
+      const stop: ParentMessage = { type: "stop" }
+      // A failed send means the channel just closed, which the child also treats as stop.
+      child.process.send(stop, () => undefined)
+    }
     const stopped = yield* Deferred.await(child.exited).pipe(Effect.timeout(stopTimeout), Effect.option)
     if (Option.isSome(stopped)) {
       const { code, signal } = stopped.value
-      if (code !== 0 && child.started) yield* Effect.logWarning(`embedded PostgreSQL ${describeExit({ code, signal })} while stopping`)
+      if (code !== 0 && child.started) {
+        yield* Effect.logWarning(`embedded PostgreSQL ${describeExit({ code, signal })} while stopping`)
+      }
       return
     }
     yield* Effect.logWarning(
-      `embedded PostgreSQL did not stop within ${Duration.format(stopTimeout)}; killing it (the next start replays its WAL)`
+      `embedded PostgreSQL did not stop within ${Duration.format(stopTimeout)}; ` +
+        "killing it (the next start replays its WAL)"
     )
     child.process.kill("SIGKILL")
     yield* Deferred.await(child.exited).pipe(Effect.timeout(Duration.seconds(5)), Effect.ignore)
@@ -206,7 +218,9 @@ const make = (options: Options) =>
     const startTimeout = Duration.decode(options.startTimeout ?? Duration.seconds(60))
     const stopTimeout = Duration.decode(options.stopTimeout ?? Duration.seconds(10))
     if (!Number.isInteger(maxConnections) || maxConnections < 1) {
-      return yield* new EmbeddedPostgresError({ message: `maxConnections must be a positive integer, got ${maxConnections}` })
+      return yield* new EmbeddedPostgresError({
+        message: `maxConnections must be a positive integer, got ${maxConnections}`
+      })
     }
 
     // The child's output becomes log lines through a queue drained by one fiber, so node's

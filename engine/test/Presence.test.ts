@@ -100,4 +100,30 @@ describe("presence", () => {
     expect(changes.every((change) => change.deviceId === device.deviceId)).toBe(true)
     socket.close()
   })
+
+  it("after a restart, a device that was connected and does not come back goes offline", async () => {
+    const timings = { overdueAfter: Duration.millis(400), offlineAfter: Duration.millis(900), grace: Duration.millis(500) }
+    const first = await startEngine(database, timings)
+    const token = await createToken(first)
+    const device = await enrol(first, token.token, "hw-restart")
+    const socket = await DeviceSocket.open(first.wsUrl, device.ticket)
+    await socket.waitFor((f) => f.type === "welcome")
+    socket.send(heartbeat(1))
+    await socket.waitFor((f) => f.type === "ack")
+    await eventually(async () => ((await events(device.deviceId)).length >= 1 ? true : undefined))
+    await first.dispose()
+    const second = await startEngine(database, timings)
+    try {
+      const reasons = await eventually(async () => {
+        const client = await second.run(
+          Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ presence: string; reason: string }>`select presence, reason
+            from device_events where device_id = ${device.deviceId} and kind = 'presence' order by id`)
+        )
+        return client.some((row) => row.presence === "offline") ? client : undefined
+      }, 5000)
+      expect(reasons.at(-1)).toEqual({ presence: "offline", reason: "engine restarted; no reconnect within 1s" })
+    } finally {
+      await second.dispose()
+    }
+  })
 })

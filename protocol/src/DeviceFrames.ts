@@ -168,6 +168,8 @@ export const CloseCode = {
   goingAway: 1001,
   tooLarge: 1009,
   internal: 1011,
+  /** The engine cannot take the session now (shutting down, or the device's mailbox is full). */
+  tryAgainLater: 1013,
   unauthenticated: 4001,
   ticketExpired: 4002,
   deviceRetired: 4003,

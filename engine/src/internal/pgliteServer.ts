@@ -11,9 +11,15 @@
  *     [--host 127.0.0.1] [--max-connections 10]
  * or the same options as PGLITE_DATA_DIR, PGLITE_PORT, PGLITE_HOST, PGLITE_MAX_CONNECTIONS.
  *
- * Protocol with the parent: exactly one of `{ type: "ready", port }` or `{ type: "error", message }`
- * over IPC. It stops cleanly (server, then PGlite, then the lock) on SIGTERM, SIGINT or when the
- * parent goes away, and exits 0; a failed start exits 1.
+ * Protocol with the parent: the child sends exactly one of `{ type: "ready", port }` or
+ * `{ type: "error", message }` over IPC; the parent sends `{ type: "stop" }` when it is done with
+ * the database. The child then stops cleanly (server, then PGlite, then the lock) and exits 0; it
+ * does the same when the parent goes away (IPC disconnect). A failed start exits 1.
+ *
+ * Signals: run standalone, SIGTERM and SIGINT stop it. Forked, it ignores them, because they
+ * usually reach the whole process group or cgroup at once (Ctrl-C in a terminal, systemd's
+ * default KillMode) while the engine still has writes to flush: the engine stops it afterwards.
+ * A SIGKILL loses nothing committed (the next start replays the WAL).
  *
  * Plain Node on purpose: the process does one thing, and an Effect runtime would add start-up time
  * for no gain.
@@ -38,6 +44,9 @@ export interface ServerOptions {
 export type ChildMessage =
   | { readonly type: "ready"; readonly port: number }
   | { readonly type: "error"; readonly message: string }
+
+/** What the parent sends the child over IPC. */
+export type ParentMessage = { readonly type: "stop" }
 
 /** Name of the lock file inside the data directory; PGlite does not lock its data directory itself. */
 export const LOCK_FILE = "nexmdm-pglite.lock"
@@ -191,8 +200,7 @@ const main = (): void => {
   // Idempotent: a signal and the parent's disconnect can arrive together.
   const stop = (exitCode: number): Promise<void> =>
     (stopping ??= (async () => {
-      // Let a start in progress finish first: killing PGlite in the middle of initdb leaves a
-      // data directory that never opens again.
+      // Let a start in progress finish first, so we never leave a half-written initdb behind.
       await started.catch(() => undefined)
       try {
         // The server first, so no query lands on a closing database; close() then checkpoints,
@@ -208,8 +216,16 @@ const main = (): void => {
       process.exit(exitCode)
     })())
 
-  process.once("SIGTERM", () => void stop(0))
-  process.once("SIGINT", () => void stop(0))
+  const forked = process.send !== undefined
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.on(signal, () => {
+      if (!forked) void stop(0)
+      else process.stderr.write(`pglite: ignoring ${signal}; the engine stops this server once it is done with it\n`)
+    })
+  }
+  process.on("message", (message: unknown) => {
+    if (typeof message === "object" && message !== null && (message as ParentMessage).type === "stop") void stop(0)
+  })
   // The parent died or closed the channel: nobody will use this database any more.
   process.once("disconnect", () => void stop(0))
   // Once the parent is gone our pipes are broken; a write must not crash us before close().
