@@ -50,8 +50,9 @@ export const layer = Layer.unwrapScoped(
       )
     }
     const dataDir = join(config.dataDir, "pglite")
-    // PGlite serves one connection per socket slot: give it exactly the pool size.
-    const embedded = EmbeddedPostgres.layer({ dataDir, maxConnections: config.dbPoolSize })
+    // The socket server refuses connections beyond its limit; PgClient opens one more than its
+    // pool (for LISTEN), so leave headroom.
+    const embedded = EmbeddedPostgres.layer({ dataDir, maxConnections: config.dbPoolSize + 2 })
     const client = Layer.unwrapEffect(
       Effect.map(EmbeddedPostgres.EmbeddedPostgres, ({ url }) => clientLayer(Redacted.make(url), config.dbPoolSize))
     )

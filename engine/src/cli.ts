@@ -8,7 +8,7 @@
  *
  * Uses DATABASE_URL, or the embedded database in NEXMDM_DATA_DIR like the engine does.
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Data, Duration, Effect, Layer, Logger, LogLevel } from "effect"
 import { parseArgs } from "node:util"
 import * as Database from "./Database.js"

@@ -5,8 +5,7 @@
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Duration, Effect, Exit, Layer, Redacted, Scope } from "effect"
-import { spawn } from "node:child_process"
+import { Context, Duration, Effect, ExecutionStrategy, Exit, Layer, Logger, Redacted, Scope } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -35,8 +34,21 @@ const pool = (url: string, max: number) =>
     (pool) => Effect.promise(() => pool.end())
   )
 
-const query = <R extends pg.QueryResultRow = any>(client: pg.ClientBase | pg.Pool, text: string, values?: Array<unknown>) =>
-  Effect.promise(() => client.query<R>(text, values))
+const connect = (url: string) =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const client = new pg.Client({ connectionString: url })
+      await client.connect()
+      return client
+    }),
+    (client) => Effect.promise(() => client.end())
+  )
+
+const query = <R extends pg.QueryResultRow = any>(
+  client: pg.ClientBase | pg.Pool,
+  text: string,
+  values?: Array<unknown>
+) => Effect.promise(() => client.query<R>(text, values))
 
 describe("EmbeddedPostgres", () => {
   it.scopedLive(
@@ -76,7 +88,8 @@ describe("EmbeddedPostgres", () => {
                     Effect.gen(function* () {
                       yield* query(client, "begin")
                       for (let i = 0; i < 20; i++) {
-                        yield* query(client, "insert into devices(id, worker) values ($1, $2)", [worker * 100 + i, worker])
+                        const id = worker * 100 + i
+                        yield* query(client, "insert into devices(id, worker) values ($1, $2)", [id, worker])
                       }
                       yield* query(client, "commit")
                       // Half of the workers also write a row they roll back.
@@ -121,38 +134,47 @@ describe("EmbeddedPostgres", () => {
   )
 
   it.scopedLive(
-    "a data directory held by a running server is refused, a stale lock is taken over",
+    "a data directory in use is refused; after a crash the lock is taken over and no committed row is lost",
     () =>
       Effect.gen(function* () {
         const dataDir = yield* tempDir("pglite")
         const lockFile = path.join(dataDir, LOCK_FILE)
+        const logged: Array<string> = []
+        const captureLogs = Logger.add(Logger.make(({ message }) => logged.push(String(message))))
 
-        const holder = yield* Scope.make()
-        yield* start(holder, { dataDir })
-        const refused = yield* Effect.scoped(
-          Effect.flatMap(Effect.scope, (scope) => start(scope, { dataDir }))
-        ).pipe(Effect.flip)
+        // Its own scope so the test can close it midway; forked from the test's so a failure still closes it.
+        const holder = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+        const first = yield* start(holder, { dataDir }).pipe(Effect.provide(captureLogs))
+        yield* Effect.scoped(
+          Effect.flatMap(connect(first.url), (client) =>
+            query(client, "create table survivors(x int); insert into survivors values (42)")
+          )
+        )
+
+        const refused = yield* Effect.scoped(Effect.flatMap(Effect.scope, (scope) => start(scope, { dataDir }))).pipe(
+          Effect.flip
+        )
         expect(refused).toBeInstanceOf(EmbeddedPostgres.EmbeddedPostgresError)
         expect(refused.message).toContain(dataDir)
         expect(refused.message).toContain("in use")
-        yield* Scope.close(holder, Exit.void)
-        expect(fs.existsSync(lockFile)).toBe(false)
 
-        // A lock left by a process that died: the next start takes it over.
-        const deadPid = yield* Effect.async<number>((resume) => {
-          const child = spawn(process.execPath, ["-e", ""], { stdio: "ignore" })
-          child.on("exit", () => resume(Effect.succeed(child.pid ?? 0)))
-        })
-        fs.writeFileSync(lockFile, `${deadPid}\n`)
-        const restarted = yield* Effect.scoped(
-          Effect.gen(function* () {
-            const db = yield* start(yield* Effect.scope, { dataDir })
-            const holderPid = Number(fs.readFileSync(lockFile, "utf8").trim())
-            expect(holderPid).not.toBe(deadPid)
-            return db
-          })
+        // Crash the server: no clean close, and its lock file stays behind with a dead pid.
+        const crashedPid = Number(fs.readFileSync(lockFile, "utf8").trim())
+        process.kill(crashedPid, "SIGKILL")
+        yield* Effect.sleep(Duration.millis(50)).pipe(
+          Effect.repeat({ until: () => logged.some((line) => line.includes("unexpectedly")) }),
+          Effect.timeout(Duration.seconds(10))
         )
-        expect(restarted.dataDir).toBe(dataDir)
+        expect(fs.readFileSync(lockFile, "utf8").trim()).toBe(String(crashedPid))
+
+        const restarted = yield* start(yield* Effect.scope, { dataDir })
+        expect(Number(fs.readFileSync(lockFile, "utf8").trim())).not.toBe(crashedPid)
+        const { rows } = yield* Effect.scoped(
+          Effect.flatMap(connect(restarted.url), (client) => query<{ x: number }>(client, "select x from survivors"))
+        )
+        expect(rows).toEqual([{ x: 42 }])
+        // Closing the crashed server's scope is a no-op, not a hang.
+        yield* Scope.close(holder, Exit.void)
       }),
     60_000
   )
