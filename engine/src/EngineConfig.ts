@@ -4,10 +4,11 @@
  */
 import { Config, Context, Duration, Effect, Layer, LogLevel, Option, Redacted } from "effect"
 
+// Validate before the default: after withDefault a failed validation loses the variable's name.
 const int = (name: string, fallback: number, min: number, max: number, description: string) =>
   Config.integer(name).pipe(
-    Config.withDefault(fallback),
     Config.validate({ message: `must be an integer between ${min} and ${max}`, validation: (n) => n >= min && n <= max }),
+    Config.withDefault(fallback),
     Config.withDescription(description)
   )
 
@@ -68,8 +69,8 @@ export const engineConfig = Config.all({
     Config.withDescription("Header carrying the client IP when behind a proxy (e.g. x-forwarded-for); unset = socket address")
   ),
   ticketTtl: Config.integer("NEXMDM_TICKET_TTL_H").pipe(
-    Config.withDefault(24),
     Config.validate({ message: "must be an integer between 1 and 720", validation: (n) => n >= 1 && n <= 720 }),
+    Config.withDefault(24),
     Config.withDescription("Session ticket lifetime (hours)"),
     Config.map(Duration.hours)
   ),

@@ -49,10 +49,27 @@ export const make = Effect.gen(function* () {
       for (let day = today; day <= today + DAYS_AHEAD * DAY_MS; day += DAY_MS) {
         const name = partitionName(day)
         if (existing.has(name)) continue
-        yield* sql.unsafe(
-          `create table if not exists ${name} partition of heartbeats
-           for values from ('${isoDay(day)} 00:00:00+00') to ('${isoDay(day + DAY_MS)} 00:00:00+00')`
+        const from = `'${isoDay(day)} 00:00:00+00'`
+        const to = `'${isoDay(day + DAY_MS)} 00:00:00+00'`
+        // Rows of that day may already sit in the default partition (a clock jump, or retention
+        // down for days): PostgreSQL then refuses the new partition, so move them in with it.
+        const createDay = sql.withTransaction(
+          Effect.gen(function* () {
+            yield* sql.unsafe(`create table ${name} (like heartbeats including defaults)`)
+            yield* sql.unsafe(
+              `with moved as (delete from heartbeats_default where recorded_at >= ${from} and recorded_at < ${to} returning *)
+               insert into ${name} select * from moved`
+            )
+            yield* sql.unsafe(`alter table heartbeats attach partition ${name} for values from (${from}) to (${to})`)
+          })
         )
+        const outcome = yield* Effect.either(createDay)
+        if (outcome._tag === "Left") {
+          yield* Effect.logError("cannot create heartbeat partition").pipe(
+            Effect.annotateLogs({ module: "Retention", partition: name, error: String(outcome.left) })
+          )
+          continue
+        }
         created.push(name)
       }
       const dropped: Array<string> = []

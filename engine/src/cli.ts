@@ -38,7 +38,8 @@ export const parseDuration = (text: string): Duration.Duration | undefined => {
   return Duration.greaterThan(duration, Duration.zero) ? duration : undefined
 }
 
-const tokensCreate = (options: { expires: string; maxUses: string; label: string | undefined; json: boolean }) =>
+/** Checks the arguments before anything touches the database. */
+const tokenOptions = (options: { expires: string; maxUses: string }) =>
   Effect.gen(function* () {
     const expiresIn = parseDuration(options.expires)
     if (expiresIn === undefined) return yield* new UsageError({ message: `--expires: expected e.g. 30m, 24h or 7d, got "${options.expires}"` })
@@ -46,6 +47,12 @@ const tokensCreate = (options: { expires: string; maxUses: string; label: string
     if (!Number.isInteger(maxUses) || maxUses < 1 || maxUses > 1_000_000) {
       return yield* new UsageError({ message: `--max-uses: expected an integer from 1 to 1000000, got "${options.maxUses}"` })
     }
+    return { expiresIn, maxUses }
+  })
+
+const tokensCreate = (options: { expiresIn: Duration.Duration; maxUses: number; label: string | undefined; json: boolean }) =>
+  Effect.gen(function* () {
+    const { expiresIn, maxUses } = options
     const enrollment = yield* Enrollment.Enrollment
     const token = yield* enrollment.createToken({ expiresIn, maxUses, label: options.label, createdBy: "cli" })
     if (options.json) {
@@ -104,11 +111,14 @@ const program = Effect.gen(function* () {
   switch (`${command} ${sub ?? ""}`.trim()) {
     case "migrate":
       return yield* withDatabase(Console.log("database schema is up to date"))
-    case "tokens create":
-      return yield* withDatabase(tokensCreate({ expires: values.expires, maxUses: values["max-uses"], label: values.label, json: values.json }))
+    case "tokens create": {
+      const checked = yield* tokenOptions({ expires: values.expires, maxUses: values["max-uses"] })
+      return yield* withDatabase(tokensCreate({ ...checked, label: values.label, json: values.json }))
+    }
     case "tokens list":
       return yield* withDatabase(tokensList(values.json))
     case "tokens revoke":
+      if (arg === undefined) return yield* new UsageError({ message: "tokens revoke: give the token id (et_...)" })
       return yield* withDatabase(tokensRevoke(arg))
     default:
       return yield* new UsageError({ message: `unknown command "${positionals.join(" ")}"\n\n${usage}` })
