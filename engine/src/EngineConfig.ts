@@ -2,7 +2,7 @@
  * Every tunable of the engine, declared once with its environment variable, default and meaning.
  * A bad value fails start-up with a ConfigError that names the variable.
  */
-import { Config, Context, Duration, Effect, Layer, LogLevel, Option, Redacted } from "effect"
+import { Config, ConfigError, Context, Duration, Effect, Either, Layer, LogLevel, Option, Redacted } from "effect"
 
 // Validate before the default: after withDefault a failed validation loses the variable's name.
 const int = (name: string, fallback: number, min: number, max: number, description: string) =>
@@ -14,6 +14,17 @@ const int = (name: string, fallback: number, min: number, max: number, descripti
 
 const seconds = (name: string, fallback: number, min: number, max: number, description: string) =>
   int(name, fallback, min, max, `${description} (seconds)`).pipe(Config.map(Duration.seconds))
+
+const logLevels: Record<string, LogLevel.LogLevel> = {
+  trace: LogLevel.Trace,
+  debug: LogLevel.Debug,
+  info: LogLevel.Info,
+  warn: LogLevel.Warning,
+  warning: LogLevel.Warning,
+  error: LogLevel.Error,
+  fatal: LogLevel.Fatal,
+  none: LogLevel.None
+}
 
 /** No default: absent means "derive from other settings". */
 const optionalSeconds = (name: string, min: number, max: number, description: string) =>
@@ -82,12 +93,67 @@ export const engineConfig = Config.all({
     timeCost: int("NEXMDM_ARGON2_DEVICE_TIME_COST", 2, 1, 20, "argon2id passes for device secrets and enrollment tokens"),
     parallelism: int("NEXMDM_ARGON2_DEVICE_PARALLELISM", 1, 1, 16, "argon2id lanes for device secrets and enrollment tokens")
   }),
-  logLevel: Config.logLevel("NEXMDM_LOG_LEVEL").pipe(
+  // Admin plane (REST API for the console and automation)
+  jwtKey: Config.option(Config.redacted("NEXMDM_JWT_KEY")).pipe(
+    Config.withDescription("Base64 key (32+ bytes) signing admin access tokens (HS256); default: generated once and kept in the database")
+  ),
+  accessTokenTtl: seconds("NEXMDM_ACCESS_TOKEN_TTL_S", 900, 30, 86400, "Admin access token (JWT) lifetime"),
+  refreshTokenTtl: Config.integer("NEXMDM_REFRESH_TOKEN_TTL_D").pipe(
+    Config.validate({ message: "must be an integer between 1 and 365", validation: (n) => n >= 1 && n <= 365 }),
+    Config.withDefault(30),
+    Config.withDescription("Admin refresh token lifetime (days)"),
+    Config.map(Duration.days)
+  ),
+  passwordResetTtl: seconds("NEXMDM_PASSWORD_RESET_TTL_S", 3600, 60, 7 * 86400, "Password reset link lifetime"),
+  argon2Password: Config.all({
+    memoryCost: int("NEXMDM_ARGON2_PASSWORD_MEMORY_KIB", 65536, 1024, 4 * 1024 * 1024, "argon2id memory for admin passwords (KiB)"),
+    timeCost: int("NEXMDM_ARGON2_PASSWORD_TIME_COST", 3, 1, 20, "argon2id passes for admin passwords"),
+    parallelism: int("NEXMDM_ARGON2_PASSWORD_PARALLELISM", 4, 1, 16, "argon2id lanes for admin passwords")
+  }),
+  ownerEmail: Config.option(Config.string("NEXMDM_OWNER_EMAIL")).pipe(
+    Config.withDescription("With NEXMDM_OWNER_PASSWORD: creates this owner at start-up when no admin user exists yet")
+  ),
+  ownerPassword: Config.option(Config.redacted("NEXMDM_OWNER_PASSWORD")).pipe(
+    Config.withDescription("Password of the first owner (NEXMDM_OWNER_EMAIL); there is no default password")
+  ),
+  consoleOrigin: Config.string("NEXMDM_CONSOLE_ORIGIN").pipe(
+    Config.withDefault("http://localhost:3000"),
+    Config.withDescription("Origin of the web console: the only origin CORS allows on the admin API, and the base of password reset links")
+  ),
+  authRatePerMinute: int("NEXMDM_AUTH_RATE_PER_MIN", 10, 1, 10_000_000, "Login, refresh and password reset requests per minute per source IP"),
+  apiRatePerMinute: int("NEXMDM_API_RATE_PER_MIN", 600, 1, 10_000_000, "Other admin API requests per minute per source IP"),
+  adminMaxBodyBytes: int("NEXMDM_ADMIN_MAX_BODY_BYTES", 64 * 1024, 1024, 64 * 1024 * 1024, "Largest admin API request body (bytes)"),
+  logLevel: Config.string("NEXMDM_LOG_LEVEL").pipe(
+    Config.mapOrFail((text) => {
+      const level = logLevels[text.toLowerCase()]
+      return level === undefined
+        ? Either.left(ConfigError.InvalidData([], `expected one of ${Object.keys(logLevels).join(", ")}, got "${text}"`))
+        : Either.right(level)
+    }),
     Config.withDefault(LogLevel.Info),
-    Config.withDescription("Least severe log level written: Trace, Debug, Info, Warning, Error, Fatal, None")
+    Config.withDescription("Least severe log level written: trace, debug, info, warn, error, fatal, none (any case)")
   ),
   demoDevices: int("NEXMDM_DEMO_DEVICES", 5, 0, 10000, "Simulated devices started with the engine (0 = none)"),
-  shutdownTimeout: seconds("NEXMDM_SHUTDOWN_TIMEOUT_S", 20, 1, 600, "Longest wait for the write-behind to flush at shutdown")
+  shutdownTimeout: seconds("NEXMDM_SHUTDOWN_TIMEOUT_S", 20, 1, 600, "Longest wait for the write-behind to flush at shutdown"),
+  // Mail and alerts
+  smtpUrl: Config.option(Config.redacted("NEXMDM_SMTP_URL")).pipe(
+    Config.withDescription("SMTP server, e.g. smtp://user:pass@host:587 (smtps:// for implicit TLS); when absent mails are kept in the mail_outbox table")
+  ),
+  mailFrom: Config.string("NEXMDM_MAIL_FROM").pipe(
+    Config.withDefault("NexMDM <nexmdm@localhost>"),
+    Config.withDescription("Sender address of every mail")
+  ),
+  smtpTls: Config.literal("auto", "required", "none")("NEXMDM_SMTP_TLS").pipe(
+    Config.withDefault("auto"),
+    Config.withDescription("STARTTLS on smtp://: auto = when the server offers it, required = never send in clear, none = never (local relay)")
+  ),
+  smtpTlsVerify: Config.boolean("NEXMDM_SMTP_TLS_VERIFY").pipe(
+    Config.withDefault(true),
+    Config.withDescription("Verify the SMTP server's certificate (false only for a relay with a self-signed one)")
+  ),
+  mailRetries: int("NEXMDM_MAIL_RETRIES", 3, 0, 10, "Retries of a mail after a transient SMTP failure (connection, timeout, 4xx)"),
+  mailRetryDelay: millis("NEXMDM_MAIL_RETRY_DELAY_MS", 2000, 1, 600000, "Wait before the first mail retry, doubled for each next one"),
+  alertEvalInterval: millis("NEXMDM_ALERT_EVAL_INTERVAL_MS", 5000, 10, 3600000, "How often alert rules are evaluated and due digests mailed")
 })
 
 type Resolved = Config.Config.Success<typeof engineConfig>
