@@ -4,7 +4,8 @@
  * protocol/vectors.
  */
 import { Either, ParseResult, Schema } from "effect"
-import { DEVICE_FRAME_TYPES, DeviceFrame, EngineFrame, type ErrorCode } from "./DeviceFrames.js"
+import type { ErrorCode } from "./DeviceFrames.js"
+import { DEVICE_FRAME_TYPES, DeviceFrame, EngineFrame } from "./Frames.js"
 
 export interface FrameError {
   readonly code: ErrorCode

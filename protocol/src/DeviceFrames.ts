@@ -80,9 +80,6 @@ export class RenewTicket extends Schema.Class<RenewTicket>("RenewTicket")({
   type: Schema.Literal("renew_ticket")
 }) {}
 
-export const DeviceFrame = Schema.Union(Hello, Heartbeat, Ping, RenewTicket)
-export type DeviceFrame = typeof DeviceFrame.Type
-export const DEVICE_FRAME_TYPES = ["hello", "heartbeat", "ping", "renew_ticket"] as const
 
 // ---------------------------------------------------------------------------------------------
 // Engine -> device
@@ -159,8 +156,6 @@ export class ErrorFrame extends Schema.Class<ErrorFrame>("ErrorFrame")({
   retryAfterMs: Schema.optional(NonNegativeInt)
 }) {}
 
-export const EngineFrame = Schema.Union(Welcome, Ack, Pong, TicketIssued, Durable, ErrorFrame)
-export type EngineFrame = typeof EngineFrame.Type
 
 /** WebSocket close codes the engine uses (PROTOCOL.md, "Close codes"). */
 export const CloseCode = {
