@@ -11,8 +11,9 @@
  *   offline    grace ran out, or no heartbeat for NEXMDM_OFFLINE_AFTER_S
  * Every transition carries a reason and a time and is recorded as a device event.
  */
-import type { Heartbeat, HttpHeartbeat } from "@nexmdm/protocol"
+import type { CommandAck, CommandResult, Heartbeat, HttpHeartbeat } from "@nexmdm/protocol"
 import { CloseCode } from "@nexmdm/protocol"
+import { applyReport, type CommandTransition, type NewCommand, type OpenCommand, openCommand } from "./CommandLifecycle.js"
 import type { DeviceEvent, Presence } from "./DeviceEventLog.js"
 import type { HeartbeatRow } from "./TelemetryWriter.js"
 
@@ -38,6 +39,19 @@ export interface DeviceRecord {
   readonly presence: Presence
   readonly presenceReason: string | undefined
   readonly presenceSince: number | undefined
+  /** Key the engine signs this device's commands with. */
+  readonly hmacKey: Uint8Array
+  /** FCM registration token, when the device registered one and FCM has not rejected it. */
+  readonly fcmToken: string | undefined
+  /** Commands not finished yet, oldest first. */
+  readonly openCommands: ReadonlyArray<NewCommand>
+}
+
+/** An HTTP-fallback device waiting for messages (long-poll). */
+export interface PollWaiter {
+  readonly id: number
+  readonly deadline: number
+  readonly reply: (frames: ReadonlyArray<string> | "superseded") => void
 }
 
 export interface DeviceState {
@@ -59,6 +73,11 @@ export interface DeviceState {
   /** Highest durableSeq the device was told. */
   readonly toldDurableSeq: number
   readonly lastRecordedAt: number
+  readonly hmacKey: Uint8Array
+  readonly fcmToken: string | undefined
+  /** Open commands, oldest first: sent in this order, and resent in it after a reconnect. */
+  readonly commands: ReadonlyArray<OpenCommand>
+  readonly pollWaiter: PollWaiter | undefined
 }
 
 export interface ActorPolicy {
@@ -69,6 +88,9 @@ export interface ActorPolicy {
   readonly graceMs: number
   /** Quiet time after which a watermark advance is pushed in a `durable` frame. */
   readonly durableNoticeAfterMs: number
+  /** Wait between FCM wake-ups of an absent device with queued commands, and how many to send. */
+  readonly wakeRetryMs: number
+  readonly maxWakeups: number
 }
 
 export interface Env {
@@ -110,7 +132,19 @@ export type ActorMessage =
     }
   | { readonly _tag: "Tick" }
   /** The device enrolled again: tickets of older generations, and the socket using one, are void. */
-  | { readonly _tag: "CredentialsReplaced"; readonly generation: number }
+  | { readonly _tag: "CredentialsReplaced"; readonly generation: number; readonly hmacKey: Uint8Array }
+  | { readonly _tag: "CommandQueued"; readonly command: NewCommand }
+  | { readonly _tag: "CommandReport"; readonly connectionId: number | undefined; readonly report: CommandAck | CommandResult }
+  | { readonly _tag: "CancelCommand"; readonly commandId: string; readonly reply: (cancelled: boolean) => void }
+  /** HTTP fallback: give me my messages, waiting up to `waitMs` for one. */
+  | {
+      readonly _tag: "Poll"
+      readonly generation: number
+      readonly waiterId: number
+      readonly waitMs: number
+      readonly reply: (frames: ReadonlyArray<string> | "superseded") => void
+    }
+  | { readonly _tag: "FcmToken"; readonly token: string | undefined }
 
 export type ActorEffect =
   | { readonly _tag: "Send"; readonly connection: Connection; readonly frame: string }
@@ -120,6 +154,9 @@ export type ActorEffect =
   | { readonly _tag: "Reply"; readonly run: () => void }
   /** Send the connection a fresh ticket (its current one is past half its life). */
   | { readonly _tag: "RenewTicket"; readonly connection: Connection }
+  | { readonly _tag: "CommandChanged"; readonly transition: CommandTransition }
+  /** Wake the absent device through FCM so it connects and fetches its commands. */
+  | { readonly _tag: "Wake"; readonly commandId: string; readonly fcmToken: string; readonly attempt: number }
   /** State that watchers see (presence or last heartbeat) changed. */
   | { readonly _tag: "Changed" }
   | { readonly _tag: "HeartbeatCounted"; readonly outcome: "accepted" | "duplicate" | "backpressure" }
@@ -143,7 +180,11 @@ export const initialState = (record: DeviceRecord, now: number): DeviceState => 
   acceptedSeq: record.durableSeq,
   durableSeq: record.durableSeq,
   toldDurableSeq: 0,
-  lastRecordedAt: record.lastRecordedAt
+  lastRecordedAt: record.lastRecordedAt,
+  hmacKey: record.hmacKey,
+  fcmToken: record.fcmToken,
+  commands: record.openCommands.map((command) => openCommand(record.deviceId, record.hmacKey, command)),
+  pollWaiter: undefined
 })
 
 const transition = (
@@ -234,6 +275,80 @@ const acceptHeartbeat = (
   return [next, "accepted"]
 }
 
+/** Sends every command the device does not have yet over its socket, in order. */
+const sendPending = (state: DeviceState, connection: Connection, now: number, effects: Array<ActorEffect>): DeviceState => {
+  let changed = false
+  const commands = state.commands.map((command) => {
+    if (command.status !== "queued" && command.status !== "sent") return command
+    if (command.expiresAt <= now) return command
+    changed = true
+    effects.push({ _tag: "Send", connection, frame: command.frame })
+    const attempts = command.attempts + 1
+    effects.push({
+      _tag: "CommandChanged",
+      transition: { commandId: command.id, deviceId: state.deviceId, status: "sent", at: now, sentVia: "socket", attempts }
+    })
+    return { ...command, status: "sent" as const, attempts }
+  })
+  return changed ? { ...state, commands } : state
+}
+
+/** Answers a waiting long-poll with every command the device does not have yet. */
+const answerPoll = (state: DeviceState, waiter: PollWaiter, now: number, effects: Array<ActorEffect>): DeviceState => {
+  const frames: Array<string> = []
+  const commands = state.commands.map((command) => {
+    if ((command.status !== "queued" && command.status !== "sent") || command.expiresAt <= now) return command
+    frames.push(command.frame)
+    const attempts = command.attempts + 1
+    effects.push({
+      _tag: "CommandChanged",
+      transition: { commandId: command.id, deviceId: state.deviceId, status: "sent", at: now, sentVia: "poll", attempts }
+    })
+    return { ...command, status: "sent" as const, attempts }
+  })
+  effects.push({ _tag: "Reply", run: () => waiter.reply(frames) })
+  return { ...state, commands, pollWaiter: undefined }
+}
+
+/** Wakes an absent device through FCM for its oldest undelivered command, within the retry policy. */
+const maybeWake = (state: DeviceState, now: number, policy: ActorPolicy, effects: Array<ActorEffect>): DeviceState => {
+  if (state.connection !== undefined || state.pollWaiter !== undefined || state.fcmToken === undefined) return state
+  const index = state.commands.findIndex((c) => c.status === "queued" && c.expiresAt > now)
+  if (index < 0) return state
+  const command = state.commands[index]!
+  if (command.lastWakeAt !== undefined && now - command.lastWakeAt < policy.wakeRetryMs) return state
+  if (command.wakeups >= policy.maxWakeups) {
+    if (command.wakeups === policy.maxWakeups) {
+      effects.push({
+        _tag: "CommandChanged",
+        transition: { commandId: command.id, deviceId: state.deviceId, status: command.status, at: now, unreachable: true }
+      })
+      const commands = state.commands.slice()
+      commands[index] = { ...command, wakeups: command.wakeups + 1 }
+      return { ...state, commands }
+    }
+    return state
+  }
+  effects.push({ _tag: "Wake", commandId: command.id, fcmToken: state.fcmToken, attempt: command.wakeups + 1 })
+  const commands = state.commands.slice()
+  commands[index] = { ...command, wakeups: command.wakeups + 1, lastWakeAt: now }
+  return { ...state, commands }
+}
+
+/** Expires open commands past their expiry: they are never executed late. */
+const expireCommands = (state: DeviceState, now: number, effects: Array<ActorEffect>): DeviceState => {
+  if (!state.commands.some((c) => c.expiresAt <= now)) return state
+  const commands = state.commands.filter((command) => {
+    if (command.expiresAt > now) return true
+    effects.push({
+      _tag: "CommandChanged",
+      transition: { commandId: command.id, deviceId: state.deviceId, status: "expired", at: now, error: "expired before the device completed it" }
+    })
+    return false
+  })
+  return { ...state, commands }
+}
+
 export const step = (current: DeviceState, message: ActorMessage, env: Env): Step => {
   const effects: Array<ActorEffect> = []
   const state = env.durableSeq > current.durableSeq ? { ...current, durableSeq: env.durableSeq } : current
@@ -271,6 +386,7 @@ export const step = (current: DeviceState, message: ActorMessage, env: Env): Ste
         frame: welcomeFrame(next, now, message.ticketExpiresAt, policy.heartbeatIntervalS)
       })
       if (message.ticketExpiresAt - now < policy.ticketTtlMs / 2) effects.push({ _tag: "RenewTicket", connection })
+      next = sendPending(next, connection, now, effects)
       return [next, effects]
     }
     case "Disconnect": {
@@ -324,7 +440,7 @@ export const step = (current: DeviceState, message: ActorMessage, env: Env): Ste
     }
     case "CredentialsReplaced": {
       if (message.generation <= state.generation) return [state, effects]
-      let next: DeviceState = { ...state, generation: message.generation, retired: false }
+      let next: DeviceState = { ...state, generation: message.generation, retired: false, hmacKey: message.hmacKey }
       if (state.connection !== undefined) {
         effects.push(
           { _tag: "Send", connection: state.connection, frame: errorFrame("TICKET_INVALID", "credentials were replaced: get a new ticket") },
@@ -335,6 +451,65 @@ export const step = (current: DeviceState, message: ActorMessage, env: Env): Ste
       }
       return [next, effects]
     }
+    case "CommandQueued": {
+      if (state.commands.some((c) => c.id === message.command.id)) return [state, effects]
+      let next: DeviceState = { ...state, commands: [...state.commands, openCommand(state.deviceId, state.hmacKey, message.command)] }
+      if (next.connection !== undefined) next = sendPending(next, next.connection, now, effects)
+      else if (next.pollWaiter !== undefined) next = answerPoll(next, next.pollWaiter, now, effects)
+      else next = maybeWake(next, now, policy, effects)
+      return [next, effects]
+    }
+    case "CommandReport": {
+      const outcome = applyReport(state.deviceId, state.hmacKey, state.commands, message.report, now)
+      switch (outcome._tag) {
+        case "Ignored":
+          return [state, effects]
+        case "Rejected":
+          if (state.connection !== undefined && message.connectionId === state.connection.id) {
+            effects.push({
+              _tag: "Send",
+              connection: state.connection,
+              frame: errorFrame(outcome.code, outcome.message, `,"commandId":${JSON.stringify(message.report.id.slice(0, 64))}`)
+            })
+          }
+          return [state, effects]
+        case "Advanced":
+          effects.push({ _tag: "CommandChanged", transition: outcome.transition })
+          return [{ ...state, commands: state.commands.map((c) => (c.id === outcome.command.id ? outcome.command : c)) }, effects]
+        case "Completed":
+          effects.push({ _tag: "CommandChanged", transition: outcome.transition })
+          return [{ ...state, commands: state.commands.filter((c) => c.id !== outcome.transition.commandId) }, effects]
+      }
+    }
+    case "CancelCommand": {
+      const command = state.commands.find((c) => c.id === message.commandId)
+      effects.push({ _tag: "Reply", run: () => message.reply(command !== undefined) })
+      if (command === undefined) return [state, effects]
+      effects.push({
+        _tag: "CommandChanged",
+        transition: { commandId: command.id, deviceId: state.deviceId, status: "cancelled", at: now }
+      })
+      return [{ ...state, commands: state.commands.filter((c) => c.id !== command.id) }, effects]
+    }
+    case "Poll": {
+      if (message.generation !== state.generation || state.retired) {
+        effects.push({ _tag: "Reply", run: () => message.reply("superseded") })
+        return [state, effects]
+      }
+      let next = state
+      if (next.pollWaiter !== undefined) {
+        // A newer poll replaces the old one (the device gave up on it).
+        const old = next.pollWaiter
+        effects.push({ _tag: "Reply", run: () => old.reply([]) })
+        next = { ...next, pollWaiter: undefined }
+      }
+      const waiter: PollWaiter = { id: message.waiterId, deadline: now + message.waitMs, reply: message.reply }
+      const hasWork = next.commands.some((c) => (c.status === "queued" || c.status === "sent") && c.expiresAt > now)
+      if (hasWork || message.waitMs === 0) return [answerPoll(next, waiter, now, effects), effects]
+      return [{ ...next, pollWaiter: waiter }, effects]
+    }
+    case "FcmToken":
+      return [{ ...state, fcmToken: message.token }, effects]
     case "Tick": {
       let next = state
       const silentFor = now - (state.lastHeartbeatAt ?? state.presenceSince)
@@ -357,6 +532,9 @@ export const step = (current: DeviceState, message: ActorMessage, env: Env): Ste
         effects.push({ _tag: "Send", connection: next.connection, frame: `{"type":"durable","durableSeq":${next.durableSeq}}` })
         next = { ...next, toldDurableSeq: next.durableSeq }
       }
+      next = expireCommands(next, now, effects)
+      if (next.pollWaiter !== undefined && next.pollWaiter.deadline <= now) next = answerPoll(next, next.pollWaiter, now, effects)
+      next = maybeWake(next, now, policy, effects)
       return [next, effects]
     }
   }
@@ -377,6 +555,19 @@ export const needsTick = (state: DeviceState, now: number, policy: ActorPolicy):
       break
     case "offline":
       break
+  }
+  if (state.pollWaiter !== undefined && state.pollWaiter.deadline <= now) return true
+  for (const command of state.commands) {
+    if (command.expiresAt <= now) return true
+    if (
+      command.status === "queued" &&
+      state.connection === undefined &&
+      state.fcmToken !== undefined &&
+      command.wakeups <= policy.maxWakeups &&
+      (command.lastWakeAt === undefined || now - command.lastWakeAt >= policy.wakeRetryMs)
+    ) {
+      return true
+    }
   }
   return (
     state.connection !== undefined &&

@@ -8,18 +8,21 @@
  */
 import {
   CloseCode,
+  CommandUpdatesRequest,
   decodeDeviceFrame,
   EnrollRequest,
   type ErrorCode,
+  FcmTokenRequest,
   HeartbeatBatchRequest,
   TicketRequest
 } from "@nexmdm/protocol"
+import { SqlClient } from "@effect/sql"
 import { Context, Duration, Effect, Either, FiberSet, Layer, Option, ParseResult, Schedule, Schema } from "effect"
 import type { Connection } from "./DeviceActor.js"
 import { DeviceRegistry, type TellResult } from "./DeviceRegistry.js"
 import { EngineConfig } from "./EngineConfig.js"
 import { Enrollment, EnrollmentRejected } from "./Enrollment.js"
-import { exchange, type Exchange, readBody, respond, respondError } from "./internal/HttpIo.js"
+import { exchange, type Exchange, readBody, respond, respondError, respondRaw } from "./internal/HttpIo.js"
 import { type Bucket, type BucketPolicy, KeyedLimiter, newBucket, take } from "./internal/TokenBucket.js"
 import { nativeBindingLoaded, type TemplatedApp, type us_listen_socket, uws, type WebSocket } from "./internal/Uws.js"
 import * as Metrics from "./Metrics.js"
@@ -62,6 +65,8 @@ const decodeJsonBody = <A, I>(schema: Schema.Schema<A, I>) => {
 const decodeEnroll = decodeJsonBody(EnrollRequest)
 const decodeTicketRequest = decodeJsonBody(TicketRequest)
 const decodeHeartbeatBatch = decodeJsonBody(HeartbeatBatchRequest)
+const decodeCommandUpdates = decodeJsonBody(CommandUpdatesRequest)
+const decodeFcmToken = decodeJsonBody(FcmTokenRequest)
 
 const errorFrame = (code: ErrorCode, message: string, extra = "") =>
   `{"type":"error","code":"${code}","message":${JSON.stringify(message)}${extra}}`
@@ -84,6 +89,7 @@ export const make = Effect.gen(function* () {
   const registry = yield* DeviceRegistry
   const tickets = yield* Tickets
   const enrollment = yield* Enrollment
+  const sql = yield* SqlClient.SqlClient
   // The one bridge from uWS callbacks into Effect: fibers tracked in this scope.
   const run = yield* FiberSet.makeRuntime<never>()
 
@@ -223,6 +229,12 @@ export const make = Effect.gen(function* () {
         sendFrame(data, JSON.stringify({ type: "ticket", ticket: issued.ticket, expiresAt: issued.expiresAt }))
         return
       }
+      case "command_ack":
+      case "command_result": {
+        const told = registry.tell(data.deviceId, { _tag: "CommandReport", connectionId: data.connectionId, report: frame })
+        if (told !== "queued") refuseTell(data, told, undefined)
+        return
+      }
       case "hello":
         return badFrame(data, "BAD_FRAME", "already authenticated")
     }
@@ -303,7 +315,11 @@ export const make = Effect.gen(function* () {
         enrollment.enroll(request.right).pipe(
           Effect.tap((enrolled) =>
             enrolled.reenrolled
-              ? Effect.sync(() => registry.tell(enrolled.deviceId, { _tag: "CredentialsReplaced", generation: enrolled.generation }))
+              ? Effect.sync(() => registry.tell(enrolled.deviceId, {
+                  _tag: "CredentialsReplaced",
+                  generation: enrolled.generation,
+                  hmacKey: Buffer.from(enrolled.hmacKey, "base64")
+                }))
               : Effect.void
           ),
           Effect.tapBoth({
@@ -374,6 +390,8 @@ export const make = Effect.gen(function* () {
     })
   }
 
+  let nextWaiterId = 1
+
   const onMessages = (res: Parameters<Parameters<TemplatedApp["get"]>[1]>[0], authorization: string, waitParam: string) => {
     const ex = exchange(res)
     const claims = bearer(ex, authorization)
@@ -382,18 +400,59 @@ export const make = Effect.gen(function* () {
     if (!Number.isInteger(waitS) || waitS < 0 || waitS > MAX_LONG_POLL_S) {
       return respondError(ex, 400, "BAD_REQUEST", `waitS must be an integer from 0 to ${MAX_LONG_POLL_S}`)
     }
-    const answer = () =>
-      respond(ex, 200, {
-        messages: [],
-        durableSeq: Option.match(registry.view(claims.deviceId), { onNone: () => 0, onSome: (view) => view.durableSeq })
-      })
-    if (waitS === 0) return answer()
-    run(
-      Effect.sleep(Duration.seconds(waitS)).pipe(
-        Effect.onInterrupt(() => Effect.sync(() => respondError(ex, 503, "SHUTTING_DOWN", "engine is shutting down", 5000))),
-        Effect.zipRight(Effect.sync(answer))
+    // The actor answers when a command arrives or the wait is over (its sweeper Tick), whichever first.
+    const told = registry.tell(claims.deviceId, {
+      _tag: "Poll",
+      generation: claims.generation,
+      waiterId: nextWaiterId++,
+      waitMs: waitS * 1000,
+      reply: (frames) => {
+        if (frames === "superseded") return respondError(ex, 401, "TICKET_INVALID", "credentials were replaced or device unknown")
+        const durableSeq = Option.match(registry.view(claims.deviceId), { onNone: () => 0, onSome: (view) => view.durableSeq })
+        respondRaw(ex, 200, `{"messages":[${frames.join(",")}],"durableSeq":${durableSeq}}`)
+      }
+    })
+    if (told === "stopping") respondError(ex, 503, "SHUTTING_DOWN", "engine is shutting down", 5000)
+    else if (told === "mailbox_full") respondError(ex, 503, "BACKPRESSURE", "device mailbox is full", 1000)
+  }
+
+  const onCommandUpdates = (res: Parameters<Parameters<TemplatedApp["post"]>[1]>[0], authorization: string) => {
+    const ex = exchange(res)
+    const claims = bearer(ex, authorization)
+    if (claims === undefined) return
+    readBody(ex, BODY_LIMIT_SMALL * 8, (text) => {
+      const request = decodeCommandUpdates(text)
+      if (Either.isLeft(request)) return respondError(ex, 400, "BAD_REQUEST", request.left)
+      for (const report of request.right.updates) {
+        const told = registry.tell(claims.deviceId, { _tag: "CommandReport", connectionId: undefined, report })
+        if (told === "stopping") return respondError(ex, 503, "SHUTTING_DOWN", "engine is shutting down", 5000)
+        if (told === "mailbox_full") return respondError(ex, 503, "BACKPRESSURE", "device mailbox is full", 1000)
+      }
+      respond(ex, 200, { accepted: request.right.updates.length })
+    })
+  }
+
+  const onFcmToken = (res: Parameters<Parameters<TemplatedApp["put"]>[1]>[0], authorization: string) => {
+    const ex = exchange(res)
+    const claims = bearer(ex, authorization)
+    if (claims === undefined) return
+    readBody(ex, BODY_LIMIT_SMALL, (text) => {
+      const request = decodeFcmToken(text)
+      if (Either.isLeft(request)) return respondError(ex, 400, "BAD_REQUEST", request.left)
+      const token = request.right.token
+      runForExchange(
+        ex,
+        "fcm-token",
+        sql`update devices set fcm_token = ${token}, fcm_token_status = 'valid'
+          where id = ${claims.deviceId} and credential_generation = ${claims.generation} and retired_at is null
+          returning id`,
+        (rows) => {
+          if (rows.length === 0) return respondError(ex, 401, "TICKET_INVALID", "credentials were replaced or device unknown")
+          registry.tell(claims.deviceId, { _tag: "FcmToken", token })
+          respond(ex, 200, { registered: true })
+        }
       )
-    )
+    })
   }
 
   // ------------------------------------------------------------------------------------------
@@ -463,7 +522,9 @@ export const make = Effect.gen(function* () {
   app.post("/v1/device/ticket", (res, req) => onTicket(res, clientIp(res, headerOf(req))))
   app.post("/v1/device/heartbeats", (res, req) => onHttpHeartbeats(res, req.getHeader("authorization")))
   app.get("/v1/device/messages", (res, req) => onMessages(res, req.getHeader("authorization"), req.getQuery("waitS") ?? ""))
-  for (const path of ["/v1/enroll", "/v1/device/ticket", "/v1/device/heartbeats", "/v1/device/messages"]) {
+  app.post("/v1/device/command-updates", (res, req) => onCommandUpdates(res, req.getHeader("authorization")))
+  app.put("/v1/device/fcm-token", (res, req) => onFcmToken(res, req.getHeader("authorization")))
+  for (const path of ["/v1/enroll", "/v1/device/ticket", "/v1/device/heartbeats", "/v1/device/messages", "/v1/device/command-updates", "/v1/device/fcm-token"]) {
     app.any(path, (res) => respondError(exchange(res), 405, "METHOD_NOT_ALLOWED", "method not allowed"))
   }
   app.any("/*", (res, req) => respondError(exchange(res), 404, "NOT_FOUND", `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}`))

@@ -23,6 +23,8 @@ import { EngineConfig } from "./EngineConfig.js"
 import * as Metrics from "./Metrics.js"
 import { TelemetryWriter } from "./TelemetryWriter.js"
 import { Tickets } from "./Tickets.js"
+import { CommandLog } from "./commands/CommandLog.js"
+import { Waker } from "./commands/Waker.js"
 
 /** What watchers see of a device. */
 export interface DeviceView {
@@ -82,6 +84,8 @@ export const make = Effect.gen(function* () {
   const writer = yield* TelemetryWriter
   const eventLog = yield* DeviceEventLog
   const tickets = yield* Tickets
+  const commandLog = yield* CommandLog
+  const waker = yield* Waker
   const changes = yield* PubSub.sliding<DeviceView>(16_384)
   const run = yield* FiberSet.makeRuntime<never>()
 
@@ -91,7 +95,9 @@ export const make = Effect.gen(function* () {
     overdueAfterMs: Duration.toMillis(config.overdueAfter),
     offlineAfterMs: Duration.toMillis(config.offlineAfter),
     graceMs: Duration.toMillis(config.grace),
-    durableNoticeAfterMs: Math.max(Duration.toMillis(config.sweepInterval), 2 * Duration.toMillis(config.batchMaxDelay))
+    durableNoticeAfterMs: Math.max(Duration.toMillis(config.sweepInterval), 2 * Duration.toMillis(config.batchMaxDelay)),
+    wakeRetryMs: Duration.toMillis(config.wakeRetry),
+    maxWakeups: config.maxWakeups
   }
   const actors = new Map<string, Actor>()
   // The writer's knowledge of what is persisted; actors read it when they step.
@@ -139,6 +145,26 @@ export const make = Effect.gen(function* () {
           case "HeartbeatCounted":
             Metrics.heartbeats(effect.outcome)
             break
+          case "CommandChanged":
+            if (!commandLog.record(effect.transition)) {
+              yield* Effect.logError("command log buffer full: transition not stored").pipe(
+                Effect.annotateLogs({ deviceId: effect.transition.deviceId, commandId: effect.transition.commandId })
+              )
+            }
+            break
+          case "Wake": {
+            const { commandId, fcmToken, attempt } = effect
+            run(
+              waker.wake({ deviceId: actor.deviceId, fcmToken, commandId, attempt }).pipe(
+                Effect.flatMap((result) =>
+                  result === "token_invalid"
+                    ? Effect.sync(() => tell(actor.deviceId, { _tag: "FcmToken", token: undefined }))
+                    : Effect.void
+                )
+              )
+            )
+            break
+          }
           case "RenewTicket": {
             const issued = tickets.issue(actor.deviceId, actor.state!.generation)
             effect.connection.send(JSON.stringify({ type: "ticket", ticket: issued.ticket, expiresAt: issued.expiresAt }))

@@ -6,6 +6,9 @@
  */
 import { Effect, Layer, SubscriptionRef } from "effect"
 import { AdminServer } from "./AdminServer.js"
+import * as CommandLog from "./commands/CommandLog.js"
+import * as Commands from "./commands/Commands.js"
+import * as Waker from "./commands/Waker.js"
 import * as Database from "./Database.js"
 import * as DemoFleet from "./DemoFleet.js"
 import * as DeviceDirectory from "./DeviceDirectory.js"
@@ -15,6 +18,7 @@ import * as DeviceRegistry from "./DeviceRegistry.js"
 import { EngineStatus } from "./EngineStatus.js"
 import * as Enrollment from "./Enrollment.js"
 import * as Metrics from "./Metrics.js"
+import { Push } from "./push/Push.js"
 import * as Retention from "./Retention.js"
 import * as TelemetryWriter from "./TelemetryWriter.js"
 import * as Tickets from "./Tickets.js"
@@ -44,15 +48,22 @@ const lifecycle = Layer.scopedDiscard(
   })
 )
 
-/** Everything except the demo fleet and the admin plane: what tests start. */
-export const coreLayer = DevicePlane.layer.pipe(
-  Layer.provideMerge(Enrollment.layer),
-  Layer.provideMerge(DeviceRegistry.layer),
-  Layer.provideMerge(Layer.mergeAll(writerLayer, DeviceEventLog.layer, DeviceDirectory.layer)),
-  Layer.provideMerge(Tickets.layer),
-  Layer.provideMerge(Retention.layer),
-  Layer.provideMerge(Database.layer)
-)
+/**
+ * Everything except the demo fleet and the admin plane: what tests start. `push` is how absent
+ * devices are woken (tests pass one pointed at a local FCM server).
+ */
+export const coreLayerWith = <E, R>(push: Layer.Layer<Push, E, R>) =>
+  Layer.mergeAll(DevicePlane.layer, Commands.layer).pipe(
+    Layer.provideMerge(Enrollment.layer),
+    Layer.provideMerge(DeviceRegistry.layer),
+    Layer.provideMerge(Layer.mergeAll(writerLayer, DeviceEventLog.layer, DeviceDirectory.layer, CommandLog.layer, Waker.layer)),
+    Layer.provideMerge(push),
+    Layer.provideMerge(Tickets.layer),
+    Layer.provideMerge(Retention.layer),
+    Layer.provideMerge(Database.layer)
+  )
+
+export const coreLayer = coreLayerWith(Push.layer)
 
 export const layer = Layer.mergeAll(lifecycle, DemoFleet.layer).pipe(
   Layer.provideMerge(AdminServer.layer),

@@ -133,6 +133,9 @@ export const engineConfig = Config.all({
     Config.withDefault(LogLevel.Info),
     Config.withDescription("Least severe log level written: trace, debug, info, warn, error, fatal, none (any case)")
   ),
+  commandTtl: seconds("NEXMDM_COMMAND_TTL_S", 3600, 10, 30 * 86400, "Default command expiry"),
+  wakeRetry: seconds("NEXMDM_WAKE_RETRY_S", 60, 1, 86400, "Wait before another FCM wake-up of an absent device"),
+  maxWakeups: int("NEXMDM_MAX_WAKEUPS", 3, 0, 100, "FCM wake-ups per command before the device is shown unreachable"),
   demoDevices: int("NEXMDM_DEMO_DEVICES", 5, 0, 10000, "Simulated devices started with the engine (0 = none)"),
   shutdownTimeout: seconds("NEXMDM_SHUTDOWN_TIMEOUT_S", 20, 1, 600, "Longest wait for the write-behind to flush at shutdown"),
   // Mail and alerts
@@ -153,7 +156,14 @@ export const engineConfig = Config.all({
   ),
   mailRetries: int("NEXMDM_MAIL_RETRIES", 3, 0, 10, "Retries of a mail after a transient SMTP failure (connection, timeout, 4xx)"),
   mailRetryDelay: millis("NEXMDM_MAIL_RETRY_DELAY_MS", 2000, 1, 600000, "Wait before the first mail retry, doubled for each next one"),
-  alertEvalInterval: millis("NEXMDM_ALERT_EVAL_INTERVAL_MS", 5000, 10, 3600000, "How often alert rules are evaluated and due digests mailed")
+  alertEvalInterval: millis("NEXMDM_ALERT_EVAL_INTERVAL_MS", 5000, 10, 3600000, "How often alert rules are evaluated and due digests mailed"),
+  // Push (FCM wake-ups)
+  fcmServiceAccountFile: Config.option(Config.string("NEXMDM_FCM_SERVICE_ACCOUNT_FILE")).pipe(
+    Config.withDescription("Firebase service-account JSON file: enables FCM wake-ups of devices that are not connected; unset (and no NEXMDM_FCM_SERVICE_ACCOUNT_JSON) = push disabled")
+  ),
+  fcmServiceAccountJson: Config.option(Config.redacted("NEXMDM_FCM_SERVICE_ACCOUNT_JSON")).pipe(
+    Config.withDescription("The service-account JSON itself, instead of NEXMDM_FCM_SERVICE_ACCOUNT_FILE (set one, not both)")
+  )
 })
 
 type Resolved = Config.Config.Success<typeof engineConfig>

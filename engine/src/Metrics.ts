@@ -6,7 +6,8 @@
  * engine_write_batch_rows{table}, engine_write_batch_seconds{table}, engine_write_rows_total{table},
  * engine_write_failures_total{table}, engine_frames_rejected_total{code},
  * engine_presence_transitions_total{to}, engine_enrollments_total{outcome},
- * engine_http_requests_total{route,status}.
+ * engine_http_requests_total{route,status}, engine_push_sends_total{outcome},
+ * engine_push_send_seconds{outcome}.
  * Read at scrape time: engine_actors_active and engine_devices_connected{transport}
  * (`registerRegistryGauges`), engine_write_buffer_rows{table} (a collector of the write-behind's owner).
  * Process metrics: internal/Prometheus.ts.
@@ -23,6 +24,9 @@ import type { Scope } from "effect"
 type Labels = ReadonlyArray<MetricLabel.MetricLabel>
 
 export type HeartbeatOutcome = "accepted" | "duplicate" | "backpressure"
+
+/** How an FCM wake-up ended (push/Push.ts `PushOutcome`, in snake case). */
+export type PushSendOutcome = "sent" | "token_invalid" | "rate_limited" | "unavailable" | "disabled"
 
 const buckets = (values: ReadonlyArray<number>) => MetricBoundaries.fromIterable(values)
 
@@ -82,6 +86,17 @@ export const httpRequestsTotal = Metric.counter("engine_http_requests_total", {
   incremental: true
 })
 
+export const pushSendsTotal = Metric.counter("engine_push_sends_total", {
+  description: "FCM wake-ups, by outcome (sent, token_invalid, rate_limited, unavailable, disabled = no credentials)",
+  incremental: true
+})
+
+export const pushSendSeconds = Metric.histogram(
+  "engine_push_send_seconds",
+  buckets([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]),
+  "Duration of an FCM wake-up send, the SDK's own retries included (seconds), by outcome; not recorded when push is disabled"
+)
+
 // ---------------------------------------------------------------------------------------------
 // Label arrays, allocated once per value
 
@@ -128,6 +143,9 @@ for (const outcome of ["accepted", "duplicate", "backpressure"] satisfies Readon
   heartbeatsTotal.unsafeUpdate(0, outcomeLabels(outcome))
 }
 hbAckSeconds.register()
+for (const outcome of ["sent", "token_invalid", "rate_limited", "unavailable", "disabled"] satisfies ReadonlyArray<PushSendOutcome>) {
+  pushSendsTotal.unsafeUpdate(0, outcomeLabels(outcome))
+}
 
 // ---------------------------------------------------------------------------------------------
 // Synchronous recorders (no Effect runs: safe from any callback, ~0.1 µs each)
@@ -161,6 +179,13 @@ export const enrollments = (outcome: string): void => enrollmentsTotal.unsafeUpd
 /** Counts one answered request; `route` is the route template (e.g. "/healthz"), never the raw path. */
 export const httpRequests = (route: string, status: number): void =>
   httpRequestsTotal.unsafeUpdate(1, routeStatusLabels(route, status))
+
+/** Counts one FCM wake-up and, when a send was attempted, records how long it took (seconds). */
+export const pushSend = (outcome: PushSendOutcome, seconds?: number): void => {
+  const labels = outcomeLabels(outcome)
+  pushSendsTotal.unsafeUpdate(1, labels)
+  if (seconds !== undefined) pushSendSeconds.unsafeUpdate(seconds, labels)
+}
 
 // ---------------------------------------------------------------------------------------------
 // Scrape-time collectors

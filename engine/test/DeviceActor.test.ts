@@ -20,7 +20,9 @@ const policy: ActorPolicy = {
   overdueAfterMs: 75_000,
   offlineAfterMs: 150_000,
   graceMs: 45_000,
-  durableNoticeAfterMs: 1_000
+  durableNoticeAfterMs: 1_000,
+  wakeRetryMs: 60_000,
+  maxWakeups: 3
 }
 
 const T0 = 1_764_000_000_000
@@ -48,7 +50,10 @@ const fresh = (): DeviceState =>
       lastRecordedAt: 0,
       presence: "offline",
       presenceReason: undefined,
-      presenceSince: undefined
+      presenceSince: undefined,
+      hmacKey: Buffer.alloc(32, 1),
+      fcmToken: undefined,
+      openCommands: []
     },
     T0
   )
@@ -204,7 +209,7 @@ describe("device actor", () => {
 
   it("rejects a connection whose ticket is of an older credential generation", () => {
     const c = connection(1)
-    const replaced = run(fresh(), [[T0, { _tag: "CredentialsReplaced", generation: 2 }]]).state
+    const replaced = run(fresh(), [[T0, { _tag: "CredentialsReplaced", generation: 2, hmacKey: Buffer.alloc(32, 2) }]]).state
     const { state, effects } = run(replaced, [connect(c)])
     expect(state.connection).toBeUndefined()
     expect(effects).toContainEqual({ _tag: "Close", connection: c, code: 4001, reason: "stale credentials" })

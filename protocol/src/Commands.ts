@@ -16,11 +16,16 @@ const Sha256Hex = Schema.String.pipe(Schema.pattern(/^[0-9a-f]{64}$/))
 export const CommandId = Schema.String.pipe(Schema.pattern(/^cmd_[0-9a-z]{20,32}$/), Schema.brand("CommandId"))
 export type CommandId = typeof CommandId.Type
 
+/** An empty struct would accept any object: commands without parameters must get none. */
+const NoParams = Schema.Struct({}).pipe(
+  Schema.filter((params) => Object.keys(params).length === 0, { message: () => "this command takes no parameters" })
+)
+
 /** Parameters of each command type. Unknown types and bad parameters are rejected before queueing. */
 export const CommandParams = {
-  ping: Schema.Struct({}),
+  ping: NoParams,
   lock: Schema.Struct({ message: Schema.optional(PrintableString(0, 200)) }),
-  reboot: Schema.Struct({}),
+  reboot: NoParams,
   reset_password: Schema.Struct({ password: PrintableString(4, 64) }),
   launch_app: Schema.Struct({ packageName: PackageName }),
   relaunch_app: Schema.Struct({ packageName: PackageName }),
@@ -37,7 +42,7 @@ export const CommandParams = {
   }),
   clear_app_data: Schema.Struct({ packageName: PackageName }),
   set_heartbeat_interval: Schema.Struct({ intervalS: Schema.Int.pipe(Schema.between(5, 3600)) }),
-  request_heartbeat: Schema.Struct({}),
+  request_heartbeat: NoParams,
   wipe: Schema.Struct({
     /** A wipe erases the device: the caller must type this literal to confirm. */
     confirm: Schema.Literal("WIPE"),

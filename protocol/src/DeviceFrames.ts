@@ -142,6 +142,8 @@ export const ErrorCode = Schema.Literal(
   "METHOD_NOT_ALLOWED",
   "PAYLOAD_TOO_LARGE",
   "SHUTTING_DOWN",
+  "SIGNATURE_INVALID",
+  "UNKNOWN_COMMAND",
   "INTERNAL"
 )
 export type ErrorCode = typeof ErrorCode.Type

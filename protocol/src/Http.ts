@@ -3,6 +3,7 @@
  * for devices that cannot hold a WebSocket.
  */
 import { Schema } from "effect"
+import { CommandAck, CommandFrame, CommandResult } from "./Commands.js"
 import { DurableSeq, ErrorCode, HeartbeatFields, PrintableString, Seq } from "./DeviceFrames.js"
 
 export const MAX_HTTP_HEARTBEATS = 100
@@ -57,9 +58,22 @@ export class HeartbeatBatchResponse extends Schema.Class<HeartbeatBatchResponse>
   ticketExpiresAt: Schema.optional(Schema.Number)
 }) {}
 
+/** GET /v1/device/messages: signed commands the device has not received yet, oldest first. */
 export class PendingMessagesResponse extends Schema.Class<PendingMessagesResponse>("PendingMessagesResponse")({
-  messages: Schema.Array(Schema.Unknown),
+  messages: Schema.Array(CommandFrame),
   durableSeq: DurableSeq
+}) {}
+
+export const MAX_COMMAND_UPDATES = 100
+
+/** POST /v1/device/command-updates: acks and results, as the WebSocket would carry them. */
+export class CommandUpdatesRequest extends Schema.Class<CommandUpdatesRequest>("CommandUpdatesRequest")({
+  updates: Schema.Array(Schema.Union(CommandAck, CommandResult)).pipe(Schema.minItems(1), Schema.maxItems(MAX_COMMAND_UPDATES))
+}) {}
+
+/** PUT /v1/device/fcm-token: the device's current FCM registration token (for wake-ups). */
+export class FcmTokenRequest extends Schema.Class<FcmTokenRequest>("FcmTokenRequest")({
+  token: PrintableString(1, 4096)
 }) {}
 
 /** Every non-2xx response of the device plane carries this body. */

@@ -22,6 +22,7 @@ export const exchange = (res: HttpResponse): Exchange => {
 const statusText: Record<number, string> = {
   200: "200 OK",
   201: "201 Created",
+  204: "204 No Content",
   400: "400 Bad Request",
   401: "401 Unauthorized",
   403: "403 Forbidden",
@@ -48,6 +49,18 @@ export const respond = (
     ex.res.writeHeader("cache-control", "no-store")
     for (const [name, value] of Object.entries(headers)) ex.res.writeHeader(name, value)
     ex.res.end(JSON.stringify(body))
+  })
+}
+
+/** Answers with a body that is already JSON text (e.g. signed frames kept as sent). */
+export const respondRaw = (ex: Exchange, status: number, json: string): void => {
+  if (ex.aborted || ex.answered) return
+  ex.answered = true
+  ex.res.cork(() => {
+    ex.res.writeStatus(statusText[status] ?? `${status} Unknown`)
+    ex.res.writeHeader("content-type", "application/json")
+    ex.res.writeHeader("cache-control", "no-store")
+    ex.res.end(json)
   })
 }
 

@@ -30,7 +30,7 @@ export const testConfig = (database: TestDatabase, overrides: Partial<EngineConf
     ...overrides
   })
 
-export type CoreServices = DevicePlane | DeviceRegistry | Enrollment | Tickets | TelemetryWriter | SqlClient.SqlClient | EngineConfig
+export type CoreServices = Layer.Layer.Success<ReturnType<typeof Engine.coreLayerWith>>
 
 /** A running engine core; `dispose` shuts it down gracefully (flushes), like SIGTERM. */
 export interface TestEngine {
