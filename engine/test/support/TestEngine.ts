@@ -2,16 +2,13 @@
  * The engine's core (device plane, actors, write-behind, enrollment) on a fresh test database,
  * on ephemeral ports, with fast presence timings and cheap argon2, plus a WebSocket device client.
  */
-import { SqlClient } from "@effect/sql"
 import { Duration, Effect, Exit, Layer, Logger, LogLevel, ManagedRuntime, Option, Redacted, Scope } from "effect"
 import WebSocket from "ws"
 import { DevicePlane } from "../../src/DevicePlane.js"
-import { DeviceRegistry } from "../../src/DeviceRegistry.js"
 import * as Engine from "../../src/Engine.js"
 import { EngineConfig, type EngineConfigShape } from "../../src/EngineConfig.js"
 import { Enrollment } from "../../src/Enrollment.js"
-import { TelemetryWriter } from "../../src/TelemetryWriter.js"
-import { Tickets } from "../../src/Tickets.js"
+import { Push } from "../../src/push/Push.js"
 import { type TestDatabase, testDatabase } from "./TestDatabase.js"
 
 export const testConfig = (database: TestDatabase, overrides: Partial<EngineConfigShape> = {}) =>
@@ -41,9 +38,13 @@ export interface TestEngine {
   readonly dispose: () => Promise<void>
 }
 
-export const startEngine = async (database: TestDatabase, overrides: Partial<EngineConfigShape> = {}): Promise<TestEngine> => {
+export const startEngine = async (
+  database: TestDatabase,
+  overrides: Partial<EngineConfigShape> = {},
+  options: { readonly push?: Layer.Layer<Push> } = {}
+): Promise<TestEngine> => {
   const runtime = ManagedRuntime.make(
-    Engine.coreLayer.pipe(
+    Engine.coreLayerWith(options.push ?? Push.layerDisabled).pipe(
       Layer.provideMerge(testConfig(database, overrides)),
       // Engine logs are noise in test output unless something goes wrong.
       Layer.provide(Logger.minimumLogLevel(process.env["NEXMDM_TEST_LOG_LEVEL"] === "debug" ? LogLevel.Debug : LogLevel.Warning))
