@@ -51,7 +51,7 @@ export interface DeviceRecord {
 export interface PollWaiter {
   readonly id: number
   readonly deadline: number
-  readonly reply: (frames: ReadonlyArray<string> | "superseded") => void
+  readonly reply: (answer: { readonly frames: ReadonlyArray<string>; readonly durableSeq: number } | "superseded" | "retired") => void
 }
 
 export interface DeviceState {
@@ -78,6 +78,12 @@ export interface DeviceState {
   /** Open commands, oldest first: sent in this order, and resent in it after a reconnect. */
   readonly commands: ReadonlyArray<OpenCommand>
   readonly pollWaiter: PollWaiter | undefined
+  /**
+   * The lowest seq refused (buffer full, rate limit, full mailbox) and when. Until the device
+   * resends it, later seqs are refused too: otherwise they would overtake it, and its resend would
+   * look like a duplicate (and the durable watermark would pass over a row that is not stored).
+   */
+  readonly refusedFrom: { readonly seq: number; readonly since: number } | undefined
 }
 
 export interface ActorPolicy {
@@ -100,7 +106,12 @@ export interface Env {
   readonly writerHasRoom: (rows: number) => boolean
   /** The write-behind's latest durable watermark for this device (0 when it knows none). */
   readonly durableSeq: number
+  /** Lowest heartbeat seq the runtime refused since the last step because the mailbox was full. */
+  readonly overflowSeq?: number | undefined
 }
+
+/** A device that never resends a refused seq (it lost it) is not blocked longer than this. */
+export const REFUSAL_GATE_MS = 5 * 60_000
 
 export interface HttpHeartbeatResult {
   readonly acked: ReadonlyArray<number>
@@ -123,12 +134,14 @@ export type ActorMessage =
       readonly heartbeat: Heartbeat
       /** performance.now() when the frame arrived, for the ack-latency metric. */
       readonly receivedAt: number
+      /** The connection's rate limit was exceeded: refuse it (the actor still learns its seq). */
+      readonly rateLimitedMs?: number | undefined
     }
   | {
       readonly _tag: "HttpHeartbeats"
       readonly generation: number
       readonly heartbeats: ReadonlyArray<HttpHeartbeat>
-      readonly reply: (result: HttpHeartbeatResult | "superseded") => void
+      readonly reply: (result: HttpHeartbeatResult | "superseded" | "retired") => void
     }
   | { readonly _tag: "Tick" }
   /** The device enrolled again: tickets of older generations, and the socket using one, are void. */
@@ -142,7 +155,7 @@ export type ActorMessage =
       readonly generation: number
       readonly waiterId: number
       readonly waitMs: number
-      readonly reply: (frames: ReadonlyArray<string> | "superseded") => void
+      readonly reply: (answer: { readonly frames: ReadonlyArray<string>; readonly durableSeq: number } | "superseded" | "retired") => void
     }
   | { readonly _tag: "FcmToken"; readonly token: string | undefined }
 
@@ -184,7 +197,8 @@ export const initialState = (record: DeviceRecord, now: number): DeviceState => 
   hmacKey: record.hmacKey,
   fcmToken: record.fcmToken,
   commands: record.openCommands.map((command) => openCommand(record.deviceId, record.hmacKey, command)),
-  pollWaiter: undefined
+  pollWaiter: undefined,
+  refusedFrom: undefined
 })
 
 const transition = (
@@ -218,21 +232,38 @@ export const welcomeFrame = (state: DeviceState, now: number, ticketExpiresAt: n
 
 const seconds = (ms: number) => `${Math.round(ms / 1000)}s`
 
-/** Accepts one heartbeat into the write buffer, or explains why not. */
+/** Remembers a refused seq so that later seqs cannot overtake it. */
+const refuse = (state: DeviceState, seq: number, now: number): DeviceState =>
+  state.refusedFrom !== undefined && state.refusedFrom.seq <= seq ? state : { ...state, refusedFrom: { seq, since: state.refusedFrom?.since ?? now } }
+
+/**
+ * Accepts one heartbeat into the write buffer, or explains why not. `pending` counts rows this
+ * step already decided to write (they reach the buffer only when the effects run).
+ */
 const acceptHeartbeat = (
-  state: DeviceState,
+  current: DeviceState,
   heartbeat: HttpHeartbeat,
   transport: Transport,
   env: Env,
-  effects: Array<ActorEffect>
+  effects: Array<ActorEffect>,
+  pending = 0
 ): readonly [DeviceState, "accepted" | "duplicate" | "backpressure"] => {
+  let state = current
   if (heartbeat.seq <= state.acceptedSeq) {
     effects.push({ _tag: "HeartbeatCounted", outcome: "duplicate" })
     return [state, "duplicate"]
   }
-  if (!env.writerHasRoom(1)) {
+  const gate = state.refusedFrom
+  if (gate !== undefined) {
+    if (heartbeat.seq > gate.seq && env.now - gate.since < REFUSAL_GATE_MS) {
+      effects.push({ _tag: "HeartbeatCounted", outcome: "backpressure" })
+      return [state, "backpressure"]
+    }
+    state = { ...state, refusedFrom: undefined }
+  }
+  if (!env.writerHasRoom(pending + 1)) {
     effects.push({ _tag: "HeartbeatCounted", outcome: "backpressure" })
-    return [state, "backpressure"]
+    return [refuse(state, heartbeat.seq, env.now), "backpressure"]
   }
   const recordedAt = Math.max(env.now, state.lastRecordedAt + 1)
   const sample: HeartbeatSample = {
@@ -306,7 +337,8 @@ const answerPoll = (state: DeviceState, waiter: PollWaiter, now: number, effects
     })
     return { ...command, status: "sent" as const, attempts }
   })
-  effects.push({ _tag: "Reply", run: () => waiter.reply(frames) })
+  const durableSeq = state.durableSeq
+  effects.push({ _tag: "Reply", run: () => waiter.reply({ frames, durableSeq }) })
   return { ...state, commands, pollWaiter: undefined }
 }
 
@@ -351,7 +383,8 @@ const expireCommands = (state: DeviceState, now: number, effects: Array<ActorEff
 
 export const step = (current: DeviceState, message: ActorMessage, env: Env): Step => {
   const effects: Array<ActorEffect> = []
-  const state = env.durableSeq > current.durableSeq ? { ...current, durableSeq: env.durableSeq } : current
+  let state = env.durableSeq > current.durableSeq ? { ...current, durableSeq: env.durableSeq } : current
+  if (env.overflowSeq !== undefined && env.overflowSeq > state.acceptedSeq) state = refuse(state, env.overflowSeq, env.now)
   const { now, policy } = env
   switch (message._tag) {
     case "Connect": {
@@ -401,6 +434,15 @@ export const step = (current: DeviceState, message: ActorMessage, env: Env): Ste
       const connection = state.connection
       // A frame from a connection that was superseded meanwhile: ignore it, the device resends.
       if (connection === undefined || connection.id !== message.connectionId) return [state, effects]
+      if (message.rateLimitedMs !== undefined) {
+        effects.push({ _tag: "HeartbeatCounted", outcome: "backpressure" })
+        effects.push({
+          _tag: "Send",
+          connection,
+          frame: errorFrame("RATE_LIMITED", "too many frames", `,"seq":${message.heartbeat.seq},"retryAfterMs":${message.rateLimitedMs}`)
+        })
+        return [message.heartbeat.seq > state.acceptedSeq ? refuse(state, message.heartbeat.seq, now) : state, effects]
+      }
       const [next, outcome] = acceptHeartbeat(state, message.heartbeat, "ws", env, effects)
       if (outcome === "backpressure") {
         effects.push({
@@ -419,19 +461,22 @@ export const step = (current: DeviceState, message: ActorMessage, env: Env): Ste
     }
     case "HttpHeartbeats": {
       if (message.generation !== state.generation || state.retired) {
-        effects.push({ _tag: "Reply", run: () => message.reply("superseded") })
+        const answer = state.retired ? "retired" : "superseded"
+        effects.push({ _tag: "Reply", run: () => message.reply(answer) })
         return [state, effects]
       }
       let next = state
       const acked: Array<number> = []
       let backpressure = false
+      let pending = 0
       for (const heartbeat of message.heartbeats) {
-        const [after, outcome] = acceptHeartbeat(next, heartbeat, "http", env, effects)
+        const [after, outcome] = acceptHeartbeat(next, heartbeat, "http", env, effects, pending)
         next = after
         if (outcome === "backpressure") {
           backpressure = true
           break // later seqs must not overtake the refused one
         }
+        if (outcome === "accepted") pending++
         acked.push(heartbeat.seq)
       }
       const result: HttpHeartbeatResult = { acked, durableSeq: next.durableSeq, backpressure }
@@ -493,14 +538,16 @@ export const step = (current: DeviceState, message: ActorMessage, env: Env): Ste
     }
     case "Poll": {
       if (message.generation !== state.generation || state.retired) {
-        effects.push({ _tag: "Reply", run: () => message.reply("superseded") })
+        const answer = state.retired ? "retired" : "superseded"
+        effects.push({ _tag: "Reply", run: () => message.reply(answer) })
         return [state, effects]
       }
       let next = state
       if (next.pollWaiter !== undefined) {
         // A newer poll replaces the old one (the device gave up on it).
         const old = next.pollWaiter
-        effects.push({ _tag: "Reply", run: () => old.reply([]) })
+        const durableSeq = next.durableSeq
+        effects.push({ _tag: "Reply", run: () => old.reply({ frames: [], durableSeq }) })
         next = { ...next, pollWaiter: undefined }
       }
       const waiter: PollWaiter = { id: message.waiterId, deadline: now + message.waitMs, reply: message.reply }

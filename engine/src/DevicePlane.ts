@@ -177,9 +177,9 @@ export const make = Effect.gen(function* () {
     const data = ws.getUserData()
     const now = Date.now()
     const wait = take(data.bucket, framePolicy, now)
-    if (wait > 0) {
-      rejectFrame(data, "RATE_LIMITED", "too many frames", `,"retryAfterMs":${wait}`)
-      if (++data.rateViolations >= framePolicy.capacity) data.connection?.close(CloseCode.rateLimited, "rate limited")
+    if (wait > 0 && ++data.rateViolations >= framePolicy.capacity) {
+      rejectFrame(data, "RATE_LIMITED", "too many frames")
+      data.connection?.close(CloseCode.rateLimited, "rate limited")
       return
     }
     if (message.byteLength > config.maxFrameBytes) {
@@ -191,6 +191,21 @@ export const make = Effect.gen(function* () {
     const decoded = decodeDeviceFrame(Buffer.from(message).toString("utf8"))
     if (Either.isLeft(decoded)) return badFrame(data, decoded.left.code, decoded.left.message)
     const frame = decoded.right
+    if (wait > 0) {
+      // A rate-limited heartbeat still goes to the actor, refused: it must know the seq, so that
+      // later heartbeats do not overtake it.
+      if (data.authenticated && frame.type === "heartbeat") {
+        const told = registry.tell(data.deviceId, {
+          _tag: "Heartbeat",
+          connectionId: data.connectionId,
+          heartbeat: frame,
+          receivedAt,
+          rateLimitedMs: wait
+        })
+        if (told === "queued") return
+      }
+      return rejectFrame(data, "RATE_LIMITED", "too many frames", `,"retryAfterMs":${wait}`)
+    }
     if (!data.authenticated) {
       awaitingHello.delete(ws)
       if (frame.type !== "hello") {
@@ -372,6 +387,7 @@ export const make = Effect.gen(function* () {
         heartbeats,
         reply: (result) => {
           if (result === "superseded") return respondError(ex, 401, "TICKET_INVALID", "credentials were replaced or device unknown")
+          if (result === "retired") return respondError(ex, 403, "DEVICE_RETIRED", "this device was retired: enrol it again")
           if (result.backpressure && result.acked.length === 0) {
             return respondError(ex, 503, "BACKPRESSURE", "engine write buffer is full: resend later", heartbeatIntervalS * 1000)
           }
@@ -406,10 +422,10 @@ export const make = Effect.gen(function* () {
       generation: claims.generation,
       waiterId: nextWaiterId++,
       waitMs: waitS * 1000,
-      reply: (frames) => {
-        if (frames === "superseded") return respondError(ex, 401, "TICKET_INVALID", "credentials were replaced or device unknown")
-        const durableSeq = Option.match(registry.view(claims.deviceId), { onNone: () => 0, onSome: (view) => view.durableSeq })
-        respondRaw(ex, 200, `{"messages":[${frames.join(",")}],"durableSeq":${durableSeq}}`)
+      reply: (answer) => {
+        if (answer === "superseded") return respondError(ex, 401, "TICKET_INVALID", "credentials were replaced or device unknown")
+        if (answer === "retired") return respondError(ex, 403, "DEVICE_RETIRED", "this device was retired: enrol it again")
+        respondRaw(ex, 200, `{"messages":[${answer.frames.join(",")}],"durableSeq":${answer.durableSeq}}`)
       }
     })
     if (told === "stopping") respondError(ex, 503, "SHUTTING_DOWN", "engine is shutting down", 5000)

@@ -46,6 +46,8 @@ interface Actor {
   state: DeviceState | undefined
   readonly mailbox: Array<ActorMessage>
   running: boolean
+  /** Lowest heartbeat seq refused because the mailbox was full, handed to the next step. */
+  overflowSeq: number | undefined
 }
 
 export class DeviceRegistry extends Context.Tag("@nexmdm/engine/DeviceRegistry")<
@@ -107,11 +109,12 @@ export const make = Effect.gen(function* () {
   })
   let stopping = false
 
-  const envFor = (deviceId: string, now: number): Env => ({
+  const envFor = (actor: Actor, now: number): Env => ({
     now,
     policy,
     writerHasRoom: writer.hasRoom,
-    durableSeq: durable.get(deviceId) ?? 0
+    durableSeq: durable.get(actor.deviceId) ?? 0,
+    overflowSeq: actor.overflowSeq
   })
 
   const interpret = (actor: Actor, effects: ReadonlyArray<ActorEffect>) =>
@@ -126,7 +129,12 @@ export const make = Effect.gen(function* () {
             effect.connection.close(effect.code, effect.reason)
             break
           case "Write":
-            writer.offer(effect.row)
+            // The step checked for room; a refusal here would be a bug, and must be loud.
+            if (!writer.offer(effect.row)) {
+              yield* Effect.logError("write buffer refused a row the actor accepted").pipe(
+                Effect.annotateLogs({ module: "DeviceRegistry", deviceId: actor.deviceId, seq: effect.row.seq })
+              )
+            }
             break
           case "Record":
             Metrics.presenceTransitions(effect.event.presence ?? effect.event.kind)
@@ -208,7 +216,8 @@ export const make = Effect.gen(function* () {
       while (actor.mailbox.length > 0) {
         const message = actor.mailbox.shift()!
         const now = Date.now()
-        const [next, effects] = step(actor.state!, message, envFor(actor.deviceId, now))
+        const [next, effects] = step(actor.state!, message, envFor(actor, now))
+        actor.overflowSeq = undefined
         actor.state = next
         yield* interpret(actor, effects)
         if (message._tag === "Heartbeat") Metrics.observeAck((performance.now() - message.receivedAt) / 1000)
@@ -229,10 +238,14 @@ export const make = Effect.gen(function* () {
     if (stopping) return "stopping"
     let actor = actors.get(deviceId)
     if (actor === undefined) {
-      actor = { deviceId, state: undefined, mailbox: [], running: false }
+      actor = { deviceId, state: undefined, mailbox: [], running: false, overflowSeq: undefined }
       actors.set(deviceId, actor)
     }
-    if (actor.mailbox.length >= config.mailboxSize) return "mailbox_full"
+    if (actor.mailbox.length >= config.mailboxSize) {
+      const seq = message._tag === "Heartbeat" ? message.heartbeat.seq : message._tag === "HttpHeartbeats" ? message.heartbeats[0]?.seq : undefined
+      if (seq !== undefined) actor.overflowSeq = Math.min(actor.overflowSeq ?? seq, seq)
+      return "mailbox_full"
+    }
     actor.mailbox.push(message)
     if (!actor.running) {
       actor.running = true
@@ -268,7 +281,13 @@ export const make = Effect.gen(function* () {
   const present = yield* directory.loadPresent.pipe(Effect.orDie)
   const startedAt = Date.now()
   for (const record of present) {
-    actors.set(record.deviceId, { deviceId: record.deviceId, state: initialState(record, startedAt), mailbox: [], running: false })
+    actors.set(record.deviceId, {
+      deviceId: record.deviceId,
+      state: initialState(record, startedAt),
+      mailbox: [],
+      running: false,
+      overflowSeq: undefined
+    })
   }
   if (present.length > 0) {
     yield* Effect.logInfo("restored device actors").pipe(Effect.annotateLogs({ module: "DeviceRegistry", devices: present.length }))

@@ -236,4 +236,48 @@ describe("device actor", () => {
     for (const effect of effects) if (effect._tag === "Reply") effect.run()
     expect(reply).toEqual({ acked: [], durableSeq: 0, backpressure: true })
   })
+
+  it("a refused heartbeat blocks later seqs until it is resent, so nothing overtakes it", () => {
+    const c = connection(1)
+    const hbMsg = (seq: number) => ({ _tag: "Heartbeat", connectionId: 1, heartbeat: hb(seq), receivedAt: 0 }) as const
+    const { state, effects } = run(fresh(), [
+      connect(c),
+      [T0 + 1, hbMsg(1)],
+      [T0 + 2, hbMsg(2), { room: false }],
+      // Room again, but 3 must not overtake 2.
+      [T0 + 3, hbMsg(3)],
+      [T0 + 4, hbMsg(2)],
+      [T0 + 5, hbMsg(3)]
+    ])
+    const frames = sentTo(effects, c).slice(1)
+    expect(frames.map((f) => `${f.type}:${f.seq}`)).toEqual(["ack:1", "error:2", "error:3", "ack:2", "ack:3"])
+    expect(effects.flatMap((e) => (e._tag === "Write" ? [e.row.seq] : []))).toEqual([1, 2, 3])
+    expect(state.refusedFrom).toBeUndefined()
+  })
+
+  it("a rate-limited heartbeat is refused with its seq and gates later ones", () => {
+    const c = connection(1)
+    const { effects } = run(fresh(), [
+      connect(c),
+      [T0 + 1, { _tag: "Heartbeat", connectionId: 1, heartbeat: hb(1), receivedAt: 0, rateLimitedMs: 250 }],
+      [T0 + 2, { _tag: "Heartbeat", connectionId: 1, heartbeat: hb(2), receivedAt: 0 }]
+    ])
+    expect(sentTo(effects, c).slice(1)).toEqual([
+      { type: "error", code: "RATE_LIMITED", message: "too many frames", seq: 1, retryAfterMs: 250 },
+      expect.objectContaining({ type: "error", code: "BACKPRESSURE", seq: 2 })
+    ])
+  })
+
+  it("an HTTP batch never acks more heartbeats than the write buffer takes", () => {
+    let reply: unknown
+    const roomFor = 2
+    const [, effects] = step(
+      fresh(),
+      { _tag: "HttpHeartbeats", generation: 1, heartbeats: [hb(1), hb(2), hb(3), hb(4)], reply: (r) => (reply = r) },
+      { now: T0, policy, writerHasRoom: (rows) => rows <= roomFor, durableSeq: 0 }
+    )
+    for (const effect of effects) if (effect._tag === "Reply") effect.run()
+    expect(reply).toEqual({ acked: [1, 2], durableSeq: 0, backpressure: true })
+    expect(effects.filter((e) => e._tag === "Write")).toHaveLength(2)
+  })
 })
