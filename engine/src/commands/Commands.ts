@@ -51,6 +51,15 @@ export interface BulkProgress {
   readonly done: number
 }
 
+export interface CreateBulk {
+  readonly type: string
+  readonly params: unknown
+  readonly target: BulkTarget
+  readonly idempotencyKey?: string | undefined
+  readonly createdBy: string
+  readonly expiresIn?: Duration.Duration | undefined
+}
+
 export interface CreateCommand {
   readonly deviceId: string
   readonly type: string
@@ -65,6 +74,15 @@ export class Commands extends Context.Tag("@nexmdm/engine/Commands")<
   {
     /** Creates a command, or returns the existing one for the same (device, idempotency key). */
     readonly create: (input: CreateCommand) => Effect.Effect<{ readonly command: CommandView; readonly created: boolean }, CommandRejected | SqlError.SqlError>
+    /**
+     * `create` in two halves, for callers that insert inside their own transaction (the audit log):
+     * run `dispatch` only after that transaction committed, or a fast device could report on a row
+     * that does not exist yet.
+     */
+    readonly insert: (input: CreateCommand) => Effect.Effect<
+      { readonly command: CommandView; readonly created: boolean; readonly dispatch: Effect.Effect<void> },
+      CommandRejected | SqlError.SqlError
+    >
     readonly get: (id: string) => Effect.Effect<CommandView, CommandRejected | SqlError.SqlError>
     readonly list: (filter: {
       readonly deviceId?: string | undefined
@@ -74,14 +92,12 @@ export class Commands extends Context.Tag("@nexmdm/engine/Commands")<
       readonly limit: number
     }) => Effect.Effect<ReadonlyArray<CommandView>, SqlError.SqlError>
     readonly cancel: (id: string) => Effect.Effect<CommandView, CommandRejected | SqlError.SqlError>
-    readonly createBulk: (input: {
-      readonly type: string
-      readonly params: unknown
-      readonly target: BulkTarget
-      readonly idempotencyKey?: string | undefined
-      readonly createdBy: string
-      readonly expiresIn?: Duration.Duration | undefined
-    }) => Effect.Effect<{ readonly jobId: string; readonly total: number; readonly created: boolean }, CommandRejected | SqlError.SqlError>
+    readonly createBulk: (input: CreateBulk) => Effect.Effect<{ readonly jobId: string; readonly total: number; readonly created: boolean }, CommandRejected | SqlError.SqlError>
+    /** `createBulk` in two halves (see `insert`). */
+    readonly insertBulk: (input: CreateBulk) => Effect.Effect<
+      { readonly jobId: string; readonly total: number; readonly created: boolean; readonly dispatch: Effect.Effect<void> },
+      CommandRejected | SqlError.SqlError
+    >
     readonly bulkProgress: (jobId: string) => Effect.Effect<BulkProgress, CommandRejected | SqlError.SqlError>
     /** Persisted transitions of every command. */
     readonly updates: Stream.Stream<CommandTransition>
@@ -187,7 +203,7 @@ export const make = Effect.gen(function* () {
       )
     )
 
-  const create = Effect.fn("Commands.create")(function* (input: CreateCommand) {
+  const insert = Effect.fn("Commands.insert")(function* (input: CreateCommand) {
     const { type, params } = yield* validateCommand(input.type, input.params)
     const [device] = yield* sql<{ retired: boolean }>`select retired_at is not null as retired from devices where id = ${input.deviceId}`
     if (device === undefined) return yield* new CommandRejected({ code: "DEVICE_NOT_FOUND", message: `no device ${input.deviceId}` })
@@ -204,17 +220,23 @@ export const make = Effect.gen(function* () {
     if (inserted[0] === undefined) {
       // A retried request: return what the first one created, create nothing.
       const [existing] = yield* sql<Row>`select * from commands where device_id = ${input.deviceId} and idempotency_key = ${input.idempotencyKey ?? null}`
-      return { command: toView(existing!), created: false }
+      return { command: toView(existing!), created: false, dispatch: Effect.void }
     }
-    const told = enqueue(inserted[0])
-    if (told !== "queued") {
-      // The actor will pick it up from the database when it next loads; say so in the log.
-      yield* Effect.logWarning("command persisted but the device actor refused it for now").pipe(
-        Effect.annotateLogs({ module: "Commands", deviceId: input.deviceId, commandId: id, reason: told })
-      )
-    }
-    return { command: toView(inserted[0]), created: true }
+    const row = inserted[0]
+    const dispatch = Effect.suspend(() => {
+      const told = enqueue(row)
+      // Refused now (mailbox full, shutting down): the actor finds it in the database when it loads.
+      return told === "queued"
+        ? Effect.void
+        : Effect.logWarning("command persisted but the device actor refused it for now").pipe(
+            Effect.annotateLogs({ module: "Commands", deviceId: row.device_id, commandId: row.id, reason: told })
+          )
+    })
+    return { command: toView(row), created: true, dispatch }
   })
+
+  const create = (input: CreateCommand) =>
+    Effect.tap(insert(input), (inserted) => inserted.dispatch).pipe(Effect.map(({ command, created }) => ({ command, created })))
 
   const list = (filter: Parameters<Commands["Type"]["list"]>[0]) =>
     sql<Row>`select * from commands where true
@@ -251,11 +273,11 @@ export const make = Effect.gen(function* () {
         ? sql<{ id: string }>`select id from devices where ${target.tag} = any(tags) and retired_at is null order by id`
         : sql<{ id: string }>`select id from devices where retired_at is null order by id`
 
-  const createBulk = Effect.fn("Commands.createBulk")(function* (input: Parameters<Commands["Type"]["createBulk"]>[0]) {
+  const insertBulk = Effect.fn("Commands.insertBulk")(function* (input: CreateBulk) {
     const { type, params } = yield* validateCommand(input.type, input.params)
     if (input.idempotencyKey !== undefined) {
       const [existing] = yield* sql<{ id: string; total: number }>`select id, total from bulk_jobs where idempotency_key = ${input.idempotencyKey}`
-      if (existing !== undefined) return { jobId: existing.id, total: existing.total, created: false }
+      if (existing !== undefined) return { jobId: existing.id, total: existing.total, created: false, dispatch: Effect.void }
     }
     const devices = (yield* targetsOf(input.target)).map((row) => row.id)
     if (devices.length === 0) return yield* new CommandRejected({ code: "NO_TARGETS", message: "the target matches no enrolled device" })
@@ -280,12 +302,18 @@ export const make = Effect.gen(function* () {
       })
     )
     // Fan out in chunks, yielding between them, so heartbeats keep flowing during a large job.
-    for (const chunk of Chunk.chunksOf(Chunk.fromIterable(rows), FAN_OUT_CHUNK)) {
-      for (const row of chunk) enqueue(row)
-      yield* Effect.yieldNow()
-    }
-    return { jobId, total: devices.length, created: true }
+    const dispatch = Effect.forEach(
+      Chunk.chunksOf(Chunk.fromIterable(rows), FAN_OUT_CHUNK),
+      (chunk) => Effect.zipRight(Effect.sync(() => Chunk.forEach(chunk, enqueue)), Effect.yieldNow()),
+      { discard: true }
+    )
+    return { jobId, total: devices.length, created: true, dispatch }
   })
+
+  const createBulk = (input: CreateBulk) =>
+    Effect.tap(insertBulk(input), (inserted) => inserted.dispatch).pipe(
+      Effect.map(({ jobId, total, created }) => ({ jobId, total, created }))
+    )
 
   const bulkProgress = (jobId: string) =>
     Effect.gen(function* () {
@@ -297,7 +325,7 @@ export const make = Effect.gen(function* () {
       return { jobId, total: job.total, byStatus, done }
     })
 
-  return Commands.of({ create, get, list, cancel, createBulk, bulkProgress, updates: log.updates })
+  return Commands.of({ create, insert, get, list, cancel, createBulk, insertBulk, bulkProgress, updates: log.updates })
 })
 
 export const layer = Layer.effect(Commands, make)
