@@ -6,7 +6,8 @@
  * - /readyz: 200 only when the engine is "ready" and the database answers `select 1` within 1 s;
  *   otherwise 503 with the phase or "database-unavailable".
  * - /metrics: Prometheus text format 0.0.4 (internal/Prometheus.ts).
- * Unknown paths get the engine's JSON error body with code NOT_FOUND.
+ * Unknown paths get the engine's JSON error body with code NOT_FOUND. Every response carries
+ * baseline security headers (nosniff, frame DENY, no referrer, a CSP allowing nothing).
  */
 import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { HttpServerError } from "@effect/platform"
@@ -96,6 +97,20 @@ const withNotFound = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResp
       })
   )
 
+/** Set on every admin-plane response that does not set them itself (the API sets its own). */
+const baselineHeaders: Readonly<Record<string, string>> = {
+  "x-content-type-options": "nosniff",
+  "x-frame-options": "DENY",
+  "referrer-policy": "no-referrer",
+  "content-security-policy": "default-src 'none'; frame-ancestors 'none'"
+}
+
+const withBaselineHeaders = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
+  Effect.map(app, (response) => {
+    const missing = Object.entries(baselineHeaders).filter(([name]) => response.headers[name] === undefined)
+    return missing.length === 0 ? response : HttpServerResponse.setHeaders(response, Object.fromEntries(missing))
+  })
+
 export interface AdminServerShape {
   /** The bound address: with port 0 in the config, the port the system chose. */
   readonly address: HttpServer.TcpAddress
@@ -113,7 +128,7 @@ export class AdminServer extends Context.Tag("@nexmdm/engine/AdminServer")<Admin
       Effect.gen(function* () {
         const config = yield* EngineConfig
         yield* Prometheus.processMetricsScoped
-        const app = withNotFound(HttpRouter.concat(opsRouter, routes))
+        const app = withBaselineHeaders(withNotFound(HttpRouter.concat(opsRouter, routes)))
         const listener = NodeHttpServer.layer(() => Http.createServer(), { port: config.adminPort, host: config.host })
         const describe = Layer.effect(
           AdminServer,

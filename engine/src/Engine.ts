@@ -5,7 +5,8 @@
  * with "going away", stop actors, flush the write-behind, close the database.
  */
 import { Effect, Layer, SubscriptionRef } from "effect"
-import { AdminServer } from "./AdminServer.js"
+import * as AdminApiLive from "./admin/AdminApiLive.js"
+import * as Alerts from "./alerts/Alerts.js"
 import * as CommandLog from "./commands/CommandLog.js"
 import * as Commands from "./commands/Commands.js"
 import * as Waker from "./commands/Waker.js"
@@ -17,6 +18,7 @@ import * as DevicePlane from "./DevicePlane.js"
 import * as DeviceRegistry from "./DeviceRegistry.js"
 import { EngineStatus } from "./EngineStatus.js"
 import * as Enrollment from "./Enrollment.js"
+import * as SmtpMailer from "./mail/SmtpMailer.js"
 import * as Metrics from "./Metrics.js"
 import { Push } from "./push/Push.js"
 import * as Retention from "./Retention.js"
@@ -65,8 +67,13 @@ export const coreLayerWith = <E, R>(push: Layer.Layer<Push, E, R>) =>
 
 export const coreLayer = coreLayerWith(Push.layer)
 
+/** Alert rules and their evaluation, mailing through SMTP (or into mail_outbox without it). */
+const alertsLayer = Alerts.layer.pipe(Layer.provideMerge(SmtpMailer.layer))
+
 export const layer = Layer.mergeAll(lifecycle, DemoFleet.layer).pipe(
-  Layer.provideMerge(AdminServer.layer),
+  // The admin plane: ops routes and the REST API (/api/v1, /api/openapi.json, /api/docs).
+  Layer.provideMerge(AdminApiLive.layer),
+  Layer.provideMerge(alertsLayer),
   Layer.provideMerge(coreLayer),
   Layer.provideMerge(EngineStatus.layer)
 )

@@ -5,12 +5,19 @@
  *   tokens create [--expires 24h] [--max-uses 1] [--label text] [--json]
  *   tokens list [--json]
  *   tokens revoke <token-id>
+ *   users create --email EMAIL [--name NAME] [--role viewer|admin|owner | --owner] --password-stdin [--json]
  *
  * Uses DATABASE_URL, or the embedded database in NEXMDM_DATA_DIR like the engine does.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Console, Data, Duration, Effect, Layer, Logger, LogLevel } from "effect"
+import { Console, Data, Duration, Effect, Layer, Logger, LogLevel, Redacted, Schema } from "effect"
 import { parseArgs } from "node:util"
+import * as AccessTokens from "./admin/AccessTokens.js"
+import * as Accounts from "./admin/Accounts.js"
+import { Email, NewPassword } from "./admin/AdminModel.js"
+import * as Audit from "./admin/Audit.js"
+import { MailError, Mailer } from "./admin/Mailer.js"
+import { Role } from "./admin/Principal.js"
 import * as Database from "./Database.js"
 import { EngineConfig } from "./EngineConfig.js"
 import * as Enrollment from "./Enrollment.js"
@@ -25,6 +32,9 @@ const usage = `usage: npm run mdm -- <command>
                                                  create an enrollment token (shown once)
   tokens list [--json]                           list enrollment tokens (never their secrets)
   tokens revoke TOKEN_ID                         revoke a token
+  users create --email EMAIL [--name NAME] [--role viewer|admin|owner | --owner] --password-stdin [--json]
+                                                 create an admin-plane user; the password is read
+                                                 from standard input (e.g. the first owner)
 
 Environment: DATABASE_URL (else the embedded database in NEXMDM_DATA_DIR, default .data)`
 
@@ -86,6 +96,49 @@ const tokensRevoke = (id: string | undefined) =>
     yield* Console.log(`revoked ${id}`)
   })
 
+/** The whole of standard input, without its final line break. */
+const readStdin = Effect.promise(async () => {
+  const chunks: Array<Buffer> = []
+  for await (const chunk of process.stdin) chunks.push(Buffer.from(chunk))
+  return Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "")
+})
+
+/** Checks the arguments and reads the password before anything touches the database. */
+const userOptions = (options: { email: string | undefined; role: string; passwordStdin: boolean }) =>
+  Effect.gen(function* () {
+    const email = Schema.decodeUnknownOption(Email)(options.email ?? "")
+    if (email._tag === "None") return yield* new UsageError({ message: "users create: --email must be an email address" })
+    const role = Schema.decodeUnknownOption(Role)(options.role)
+    if (role._tag === "None") return yield* new UsageError({ message: `users create: --role must be viewer, admin or owner, got "${options.role}"` })
+    if (!options.passwordStdin) {
+      return yield* new UsageError({ message: "users create: give the password on standard input with --password-stdin (never on the command line)" })
+    }
+    const password = Schema.decodeUnknownOption(NewPassword)(yield* readStdin)
+    if (password._tag === "None") return yield* new UsageError({ message: "users create: the password must have 12 to 256 characters" })
+    return { email: email.value, role: role.value, password: password.value }
+  })
+
+const usersCreate = (options: {
+  email: string
+  name: string | undefined
+  role: Role
+  password: Redacted.Redacted<string>
+  json: boolean
+}) =>
+  Effect.gen(function* () {
+    const accounts = yield* Accounts.Accounts
+    const user = yield* accounts
+      .createUser(
+        { email: options.email, displayName: options.name ?? options.email, role: options.role, password: options.password },
+        { actor: Audit.systemActor("cli"), sourceIp: null }
+      )
+      .pipe(Effect.catchTags({ Conflict: (error) => new UsageError({ message: error.message }), ValidationError: (error) => new UsageError({ message: error.message }) }))
+    yield* Console.log(options.json ? JSON.stringify({ id: user.id, email: user.email, role: user.role }) : `created ${user.role} ${user.email} (${user.id})`)
+  })
+
+/** The CLI sends no mail (only the running engine mails password reset links). */
+const noMail = Layer.succeed(Mailer, { send: () => Effect.fail(new MailError({ message: "the CLI sends no mail", cause: undefined })) })
+
 const program = Effect.gen(function* () {
   const { values, positionals } = yield* Effect.try({
     try: () =>
@@ -96,6 +149,11 @@ const program = Effect.gen(function* () {
           expires: { type: "string", default: "24h" },
           "max-uses": { type: "string", default: "1" },
           label: { type: "string" },
+          email: { type: "string" },
+          name: { type: "string" },
+          role: { type: "string", default: "viewer" },
+          owner: { type: "boolean", default: false },
+          "password-stdin": { type: "boolean", default: false },
           json: { type: "boolean", default: false },
           help: { type: "boolean", short: "h", default: false }
         }
@@ -117,6 +175,15 @@ const program = Effect.gen(function* () {
     }
     case "tokens list":
       return yield* withDatabase(tokensList(values.json))
+    case "users create": {
+      const checked = yield* userOptions({ email: values.email, role: values.owner ? "owner" : values.role, passwordStdin: values["password-stdin"] })
+      const accounts = Accounts.layer.pipe(
+        Layer.provide(Layer.mergeAll(Audit.layer, AccessTokens.layer, noMail)),
+        Layer.provideMerge(Database.layer),
+        Layer.provide(EngineConfig.layer)
+      )
+      return yield* usersCreate({ ...checked, name: values.name, json: values.json }).pipe(Effect.provide(accounts))
+    }
     case "tokens revoke":
       if (arg === undefined) return yield* new UsageError({ message: "tokens revoke: give the token id (et_...)" })
       return yield* withDatabase(tokensRevoke(arg))
