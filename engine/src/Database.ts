@@ -50,11 +50,13 @@ export const layer = Layer.unwrapScoped(
       )
     }
     const dataDir = join(config.dataDir, "pglite")
-    // The socket server refuses connections beyond its limit; PgClient opens one more than its
-    // pool (for LISTEN), so leave headroom.
-    const embedded = EmbeddedPostgres.layer({ dataDir, maxConnections: config.dbPoolSize + 2 })
+    // PGlite is one PostgreSQL session: pglite-socket interleaves the protocol messages of
+    // concurrent connections, which loses unnamed prepared statements under load. One connection
+    // serialises every statement; the embedded default is for trying NexMDM, not for throughput.
+    // (The socket server refuses connections beyond its limit; leave headroom for PgClient's own.)
+    const embedded = EmbeddedPostgres.layer({ dataDir, maxConnections: 3 })
     const client = Layer.unwrapEffect(
-      Effect.map(EmbeddedPostgres.EmbeddedPostgres, ({ url }) => clientLayer(Redacted.make(url), config.dbPoolSize))
+      Effect.map(EmbeddedPostgres.EmbeddedPostgres, ({ url }) => clientLayer(Redacted.make(url), 1))
     )
     return migrated(client).pipe(
       Layer.provide(embedded),

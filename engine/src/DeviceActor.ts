@@ -147,7 +147,13 @@ export type ActorMessage =
   /** The device enrolled again: tickets of older generations, and the socket using one, are void. */
   | { readonly _tag: "CredentialsReplaced"; readonly generation: number; readonly hmacKey: Uint8Array }
   | { readonly _tag: "CommandQueued"; readonly command: NewCommand }
-  | { readonly _tag: "CommandReport"; readonly connectionId: number | undefined; readonly report: CommandAck | CommandResult }
+  | {
+      readonly _tag: "CommandReport"
+      readonly connectionId: number | undefined
+      /** Set for HTTP reports: the ticket's credential generation (a socket was checked at connect). */
+      readonly generation?: number | undefined
+      readonly report: CommandAck | CommandResult
+    }
   | { readonly _tag: "CancelCommand"; readonly commandId: string; readonly reply: (cancelled: boolean) => void }
   /** HTTP fallback: give me my messages, waiting up to `waitMs` for one. */
   | {
@@ -345,7 +351,8 @@ const answerPoll = (state: DeviceState, waiter: PollWaiter, now: number, effects
 /** Wakes an absent device through FCM for its oldest undelivered command, within the retry policy. */
 const maybeWake = (state: DeviceState, now: number, policy: ActorPolicy, effects: Array<ActorEffect>): DeviceState => {
   if (state.connection !== undefined || state.pollWaiter !== undefined || state.fcmToken === undefined) return state
-  const index = state.commands.findIndex((c) => c.status === "queued" && c.expiresAt > now)
+  // Queued, or sent over a socket that dropped before the device acked it.
+  const index = state.commands.findIndex((c) => (c.status === "queued" || c.status === "sent") && c.expiresAt > now)
   if (index < 0) return state
   const command = state.commands[index]!
   if (command.lastWakeAt !== undefined && now - command.lastWakeAt < policy.wakeRetryMs) return state
@@ -450,7 +457,9 @@ export const step = (current: DeviceState, message: ActorMessage, env: Env): Ste
           connection,
           frame: errorFrame(
             "BACKPRESSURE",
-            "engine write buffer is full: keep the heartbeat and resend later",
+            next.refusedFrom !== undefined && next.refusedFrom.seq < message.heartbeat.seq
+              ? `an earlier heartbeat (seq ${next.refusedFrom.seq}) was refused: resend from it, in order`
+              : "engine write buffer is full: keep the heartbeat and resend later",
             `,"seq":${message.heartbeat.seq},"retryAfterMs":${policy.heartbeatIntervalS * 1000}`
           )
         })
@@ -485,7 +494,14 @@ export const step = (current: DeviceState, message: ActorMessage, env: Env): Ste
     }
     case "CredentialsReplaced": {
       if (message.generation <= state.generation) return [state, effects]
-      let next: DeviceState = { ...state, generation: message.generation, retired: false, hmacKey: message.hmacKey }
+      // Open commands were signed with the old key: sign them again, or the device rejects them.
+      const commands = state.commands.map((command) => ({
+        ...openCommand(state.deviceId, message.hmacKey, command),
+        attempts: command.attempts,
+        wakeups: command.wakeups,
+        lastWakeAt: command.lastWakeAt
+      }))
+      let next: DeviceState = { ...state, generation: message.generation, retired: false, hmacKey: message.hmacKey, commands }
       if (state.connection !== undefined) {
         effects.push(
           { _tag: "Send", connection: state.connection, frame: errorFrame("TICKET_INVALID", "credentials were replaced: get a new ticket") },
@@ -505,6 +521,7 @@ export const step = (current: DeviceState, message: ActorMessage, env: Env): Ste
       return [next, effects]
     }
     case "CommandReport": {
+      if (state.retired || (message.generation !== undefined && message.generation !== state.generation)) return [state, effects]
       const outcome = applyReport(state.deviceId, state.hmacKey, state.commands, message.report, now)
       switch (outcome._tag) {
         case "Ignored":
@@ -607,7 +624,7 @@ export const needsTick = (state: DeviceState, now: number, policy: ActorPolicy):
   for (const command of state.commands) {
     if (command.expiresAt <= now) return true
     if (
-      command.status === "queued" &&
+      (command.status === "queued" || command.status === "sent") &&
       state.connection === undefined &&
       state.fcmToken !== undefined &&
       command.wakeups <= policy.maxWakeups &&

@@ -440,7 +440,7 @@ export const make = Effect.gen(function* () {
       const request = decodeCommandUpdates(text)
       if (Either.isLeft(request)) return respondError(ex, 400, "BAD_REQUEST", request.left)
       for (const report of request.right.updates) {
-        const told = registry.tell(claims.deviceId, { _tag: "CommandReport", connectionId: undefined, report })
+        const told = registry.tell(claims.deviceId, { _tag: "CommandReport", connectionId: undefined, generation: claims.generation, report })
         if (told === "stopping") return respondError(ex, 503, "SHUTTING_DOWN", "engine is shutting down", 5000)
         if (told === "mailbox_full") return respondError(ex, 503, "BACKPRESSURE", "device mailbox is full", 1000)
       }

@@ -216,8 +216,10 @@ export const make = Effect.gen(function* () {
       if (message._tag === "Connect") {
         message.connection.send(`{"type":"error","code":"TICKET_INVALID","message":"unknown device"}`)
         message.connection.close(4001, "unknown device")
-      } else if (message._tag === "HttpHeartbeats") {
+      } else if (message._tag === "HttpHeartbeats" || message._tag === "Poll") {
         message.reply("superseded")
+      } else if (message._tag === "CancelCommand") {
+        message.reply(false)
       }
     }
   }

@@ -232,4 +232,17 @@ describe("commands", () => {
     expect((await socket.waitFor((f) => f.type === "command")).params).toEqual({ password: "4711-secret" })
     socket.close()
   })
+
+  it("re-signs open commands with the new key when the device enrols again", async () => {
+    const first = await device("hw-cmd-reenrol")
+    const { command } = await create({ deviceId: first.deviceId, type: "ping", params: {} })
+    const token = await createToken(engine)
+    const again = await enrol(engine, token.token, "hw-cmd-reenrol")
+    expect(again.reenrolled).toBe(true)
+    const socket = await connect(again)
+    const frame = await socket.waitFor((f) => f.type === "command" && f.id === command.id)
+    expect(verifyCommand(again, frame)).toBe(true)
+    expect(verifyCommand(first, frame)).toBe(false)
+    socket.close()
+  })
 })

@@ -155,7 +155,9 @@ export class ErrorFrame extends Schema.Class<ErrorFrame>("ErrorFrame")({
   /** The heartbeat this error refers to, when it refers to one. */
   seq: Schema.optional(Seq),
   /** When set, the device waits at least this long before sending again. */
-  retryAfterMs: Schema.optional(NonNegativeInt)
+  retryAfterMs: Schema.optional(NonNegativeInt),
+  /** The command this error refers to (SIGNATURE_INVALID, UNKNOWN_COMMAND). */
+  commandId: Schema.optional(Schema.String)
 }) {}
 
 
