@@ -20,6 +20,7 @@ const announce = Effect.gen(function* () {
       devicePlane: plane.url,
       adminPlane: admin.url,
       metrics: `${admin.url}/metrics`,
+      apiReference: `${admin.url}/api/docs`,
       database: `${database.kind}: ${database.location}`,
       demoDevices: config.demoDevices
     })
