@@ -8,10 +8,10 @@
  * cheap; the generation lets re-enrolment and retirement invalidate every older ticket.
  * Tickets are opaque to devices.
  */
-import { SqlClient } from "@effect/sql"
-import { Context, Data, Duration, Effect, Either, Layer, Option, Redacted } from "effect"
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto"
+import { Context, Data, Duration, Effect, Either, Layer } from "effect"
+import { createHmac, timingSafeEqual } from "node:crypto"
 import { EngineConfig } from "./EngineConfig.js"
+import { loadOrCreateKey } from "./internal/EngineKeys.js"
 
 export interface TicketClaims {
   readonly deviceId: string
@@ -67,25 +67,11 @@ export const makeTickets = (key: Buffer, ttlMs: number): Tickets["Type"] => {
   }
 }
 
-/** The ticket key from NEXMDM_TICKET_KEY, else generated once and kept in engine_keys. */
-const loadKey = Effect.gen(function* () {
-  const config = yield* EngineConfig
-  if (Option.isSome(config.ticketKey)) {
-    const key = Buffer.from(Redacted.value(config.ticketKey.value), "base64")
-    if (key.length < 32) return yield* Effect.dieMessage("NEXMDM_TICKET_KEY must be base64 of at least 32 bytes")
-    return key
-  }
-  const sql = yield* SqlClient.SqlClient
-  yield* sql`insert into engine_keys (name, secret) values ('ticket', ${randomBytes(32)}) on conflict (name) do nothing`
-  const rows = yield* sql<{ secret: Uint8Array }>`select secret from engine_keys where name = 'ticket'`
-  return Buffer.from(rows[0]!.secret)
-})
-
 export const layer = Layer.effect(
   Tickets,
   Effect.gen(function* () {
     const config = yield* EngineConfig
-    const key = yield* loadKey
+    const key = yield* loadOrCreateKey("ticket", config.ticketKey, "NEXMDM_TICKET_KEY")
     return makeTickets(key, Duration.toMillis(config.ticketTtl))
   })
 )

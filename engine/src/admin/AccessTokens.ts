@@ -14,10 +14,10 @@
  * survive restarts. Revocation before `exp` (password or role change, disabled user) is checked
  * by the authentication middleware against the user's `tokens_valid_after`.
  */
-import { SqlClient } from "@effect/sql"
-import { Context, Duration, Effect, Either, Layer, Option, Redacted, Schema } from "effect"
-import { createHmac, createSecretKey, randomBytes, timingSafeEqual } from "node:crypto"
+import { Context, Duration, Effect, Either, Layer, Schema } from "effect"
+import { createHmac, createSecretKey, timingSafeEqual } from "node:crypto"
 import { EngineConfig } from "../EngineConfig.js"
+import { loadOrCreateKey } from "../internal/EngineKeys.js"
 import { randomId } from "../Secrets.js"
 import { Unauthorized } from "./AdminErrors.js"
 import { Role, UserId } from "./Principal.js"
@@ -83,24 +83,11 @@ export const makeAccessTokens = (key: Buffer, ttlMs: number): AccessTokens["Type
   }
 }
 
-/** The signing key from NEXMDM_JWT_KEY, else generated once and kept in engine_keys. */
-const loadKey = Effect.gen(function* () {
-  const config = yield* EngineConfig
-  if (Option.isSome(config.jwtKey)) {
-    const key = Buffer.from(Redacted.value(config.jwtKey.value), "base64")
-    if (key.length < 32) return yield* Effect.dieMessage("NEXMDM_JWT_KEY must be base64 of at least 32 bytes")
-    return key
-  }
-  const sql = yield* SqlClient.SqlClient
-  yield* sql`insert into engine_keys (name, secret) values ('jwt', ${randomBytes(32)}) on conflict (name) do nothing`
-  const rows = yield* sql<{ secret: Uint8Array }>`select secret from engine_keys where name = 'jwt'`
-  return Buffer.from(rows[0]!.secret)
-})
-
 export const layer = Layer.effect(
   AccessTokens,
   Effect.gen(function* () {
     const config = yield* EngineConfig
-    return makeAccessTokens(yield* loadKey, Duration.toMillis(config.accessTokenTtl))
+    const key = yield* loadOrCreateKey("jwt", config.jwtKey, "NEXMDM_JWT_KEY")
+    return makeAccessTokens(key, Duration.toMillis(config.accessTokenTtl))
   })
 )

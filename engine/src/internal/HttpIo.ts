@@ -35,12 +35,8 @@ const statusText: Record<number, string> = {
   503: "503 Service Unavailable"
 }
 
-export const respond = (
-  ex: Exchange,
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {}
-): void => {
+/** Answers with a body that is already JSON text (e.g. signed frames kept as sent). */
+export const respondRaw = (ex: Exchange, status: number, json: string, headers: Record<string, string> = {}): void => {
   if (ex.aborted || ex.answered) return
   ex.answered = true
   ex.res.cork(() => {
@@ -48,21 +44,12 @@ export const respond = (
     ex.res.writeHeader("content-type", "application/json")
     ex.res.writeHeader("cache-control", "no-store")
     for (const [name, value] of Object.entries(headers)) ex.res.writeHeader(name, value)
-    ex.res.end(JSON.stringify(body))
-  })
-}
-
-/** Answers with a body that is already JSON text (e.g. signed frames kept as sent). */
-export const respondRaw = (ex: Exchange, status: number, json: string): void => {
-  if (ex.aborted || ex.answered) return
-  ex.answered = true
-  ex.res.cork(() => {
-    ex.res.writeStatus(statusText[status] ?? `${status} Unknown`)
-    ex.res.writeHeader("content-type", "application/json")
-    ex.res.writeHeader("cache-control", "no-store")
     ex.res.end(json)
   })
 }
+
+export const respond = (ex: Exchange, status: number, body: unknown, headers: Record<string, string> = {}): void =>
+  respondRaw(ex, status, JSON.stringify(body), headers)
 
 export const respondError = (
   ex: Exchange,
