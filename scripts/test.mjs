@@ -24,7 +24,7 @@ let skipped = 0
 try {
   const result = JSON.parse(readFileSync(report, "utf8"))
   passed = result.numPassedTests
-  failed = result.numFailedTests + (result.numFailedTestSuites ?? 0)
+  failed = result.numFailedTests
   skipped = result.numPendingTests + result.numTodoTests
 } catch {
   failed = Math.max(failed, 1)

@@ -1,6 +1,9 @@
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
+
+// Each CLI run starts node and compiles TypeScript through tsx: seconds each on a busy 2-core machine.
+vi.setConfig({ testTimeout: 180_000 })
 import { ApiClient, startAdmin, type TestAdmin } from "./support/TestAdmin.js"
 import { hasServer, type TestDatabase } from "./support/TestDatabase.js"
 import { openDatabase } from "./support/TestEngine.js"

@@ -1,6 +1,9 @@
 import { execFile } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
+
+// Each CLI run starts node and compiles TypeScript through tsx: seconds each on a busy 2-core machine.
+vi.setConfig({ testTimeout: 180_000 })
 import { hasServer, type TestDatabase } from "./support/TestDatabase.js"
 import { enrol, openDatabase, startEngine, type TestEngine } from "./support/TestEngine.js"
 
@@ -31,7 +34,7 @@ const mdm = (...args: Array<string>) =>
     execFile(
       process.execPath,
       ["--import", "tsx", "engine/src/cli.ts", ...args],
-      { cwd: root, env: { ...process.env, DATABASE_URL: database.url }, timeout: 20_000 },
+      { cwd: root, env: { ...process.env, DATABASE_URL: database.url }, timeout: 120_000 },
       (error, stdout, stderr) => resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr })
     )
   })
