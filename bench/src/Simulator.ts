@@ -19,6 +19,7 @@ import {
   type HttpHeartbeat,
   type NetworkType
 } from "@nexmdm/protocol"
+import { commandSigningString, resultSigningString, sign, verifySignature } from "@nexmdm/protocol/signing"
 import { Either, Schema } from "effect"
 import { writeFileSync } from "node:fs"
 import http from "node:http"
@@ -50,6 +51,8 @@ const AGENT_VERSION = "bench-0.1.0"
 class Device {
   deviceId = ""
   secret = ""
+  /** HMAC key from enrollment: verifies command frames, signs command results (PROTOCOL.md 16). */
+  hmacKey: Buffer = Buffer.alloc(0)
   ticket = ""
   ws: WebSocket | null = null
   /** Authenticated: `welcome` received on the current socket. */
@@ -151,6 +154,19 @@ const violation = (text: string) => {
   counters.violations++
   if (violationsLogged++ < 10) log(`protocol violation: ${text}`)
 }
+
+/**
+ * Commands (the `commands` scenario): first arrival of each command id (epoch ms, Date.now(): the
+ * engine's clock domain on the same machine), signature failures, and a second heartbeat-latency
+ * histogram that records only while the parent marks a window (the fan-out).
+ */
+const commandReceipts: Array<{ id: string; deviceId: string; atEpochMs: number }> = []
+const commandsSeen = new Set<string>()
+let signatureFailures = 0
+let commandRejections = 0
+let commandDuplicates = 0
+let markActive = false
+const markLatency = new LatencyHistogram()
 
 /** performance.now() from which latencies are recorded (after the warm-up). */
 let recordFrom = Number.POSITIVE_INFINITY
@@ -359,6 +375,7 @@ class Simulation {
         const response = decoded.right
         device.deviceId = response.deviceId
         device.secret = response.deviceSecret
+        device.hmacKey = Buffer.from(response.hmacKey, "base64")
         device.ticket = response.ticket
         if (response.reenrolled) this.reenrolled++
         return true
@@ -566,6 +583,7 @@ class Simulation {
         const sentAt = device.sentAt.get(seq)
         if (sentAt !== undefined) {
           if (now >= recordFrom) wsLatency.record(now - sentAt)
+          if (markActive) markLatency.record(now - sentAt)
           device.sentAt.delete(seq)
         }
         if (device.acked.add(seq) && seq === device.acked.max() && device.durableSeq < seq) device.durableReachedAt = null
@@ -580,9 +598,16 @@ class Simulation {
         return
       case "pong":
         return
+      case "command":
+        this.onCommand(device, frame)
+        return
       case "error": {
         const code = String(frame["code"])
         countError(code)
+        if (typeof frame["commandId"] === "string") {
+          commandRejections++
+          if (commandRejections <= 10) log(`device ${device.deviceId}: command ${String(frame["commandId"])} refused: ${code} ${String(frame["message"])}`)
+        }
         trace(device, `error:${code}`, String(frame["seq"]))
         const retryAfterMs = typeof frame["retryAfterMs"] === "number" ? frame["retryAfterMs"] : 1000
         if (code === "BACKPRESSURE" || code === "RATE_LIMITED" || code === "SHUTTING_DOWN") {
@@ -613,6 +638,38 @@ class Simulation {
         // Later protocol versions add frame types; an agent ignores them.
         return
     }
+  }
+
+  /**
+   * A `command` frame: verify the engine's signature with the device key, remember when it arrived,
+   * answer `command_ack` received, then a signed `command_result` succeeded (a ping does nothing).
+   */
+  private onCommand(device: Device, frame: Record<string, unknown>) {
+    const atEpochMs = Date.now()
+    const id = String(frame["id"])
+    const commandType = String(frame["commandType"])
+    const issuedAt = Number(frame["issuedAt"])
+    const expiresAt = Number(frame["expiresAt"])
+    const signed = commandSigningString({ id, deviceId: device.deviceId, commandType, issuedAt, expiresAt, params: frame["params"] ?? {} })
+    if (typeof frame["sig"] !== "string" || !verifySignature(device.hmacKey, signed, frame["sig"])) {
+      signatureFailures++
+      if (signatureFailures <= 10) log(`device ${device.deviceId}: command ${id} signature does not verify`)
+      return
+    }
+    // The engine sends a command again while it is not acknowledged as received (after a reconnect,
+    // and when another command is queued for the device meanwhile): answer again, count it once.
+    if (commandsSeen.has(id)) commandDuplicates++
+    else {
+      commandsSeen.add(id)
+      commandReceipts.push({ id, deviceId: device.deviceId, atEpochMs })
+    }
+    const ws = device.ws
+    if (ws === null) return
+    ws.send(JSON.stringify({ type: "command_ack", id, stage: "received" }))
+    const completedAt = Date.now()
+    const result = commandType === "ping" ? { agentVersion: AGENT_VERSION } : undefined
+    const sig = sign(device.hmacKey, resultSigningString({ id, deviceId: device.deviceId, status: "succeeded", completedAt, result }))
+    ws.send(JSON.stringify({ type: "command_result", id, status: "succeeded", completedAt, ...(result === undefined ? {} : { result }), sig }))
   }
 
   private advanceDurable(device: Device, durableSeq: number, now: number) {
@@ -733,6 +790,7 @@ class Simulation {
           const at = device.sentAt.get(seq)
           if (at !== undefined) {
             if (now >= recordFrom) httpLatency.record(now - at)
+            if (markActive) markLatency.record(now - at)
             device.sentAt.delete(seq)
           } else violation(`HTTP ack for seq ${seq} not in the request`)
           if (device.acked.add(seq) && seq === device.acked.max() && device.durableSeq < seq) device.durableReachedAt = null
@@ -966,6 +1024,25 @@ const onMessage = async (message: ParentMessage) => {
         writeFileSync(`${tracePrefix}-${simulation.config.workerIndex}.jsonl`, lines.join("\n") + "\n")
       }
       return
+    case "mark":
+      if (message.on) {
+        markLatency.reset()
+        markActive = true
+      } else markActive = false
+      return
+    case "commands": {
+      // Receipts since the previous report (the parent accumulates them).
+      const receipts = commandReceipts.splice(0, commandReceipts.length)
+      post({
+        type: "commands",
+        receipts,
+        signatureFailures,
+        rejections: commandRejections,
+        duplicates: commandDuplicates,
+        mark: markLatency.takeSnapshot()
+      })
+      return
+    }
     case "close":
       if (simulation !== null) await simulation.closeAll()
       process.disconnect?.()

@@ -36,6 +36,10 @@ export type ParentMessage =
   | { readonly type: "stop"; readonly atEpochMs: number; readonly drainTimeoutMs: number; readonly durableTimeoutMs: number }
   | { readonly type: "final" }
   | { readonly type: "close" }
+  /** Start (on) or end a window whose heartbeat ack latencies are recorded separately (the fan-out). */
+  | { readonly type: "mark"; readonly on: boolean }
+  /** Ask for the command receipts since the last report (answered with a "commands" message). */
+  | { readonly type: "commands" }
 
 export interface Counters {
   /** Distinct heartbeats produced (one per device per tick). */
@@ -105,3 +109,16 @@ export type WorkerMessage =
     readonly notDurable: number
   }
   | { readonly type: "final"; readonly devices: ReadonlyArray<DeviceReport>; readonly counters: Counters }
+  | {
+    readonly type: "commands"
+    /** First arrival of each command frame since the previous report, epoch ms (Date.now()). */
+    readonly receipts: ReadonlyArray<{ readonly id: string; readonly deviceId: string; readonly atEpochMs: number }>
+    /** Totals since the worker started. */
+    readonly signatureFailures: number
+    /** Engine `error` frames with a commandId (UNKNOWN_COMMAND, SIGNATURE_INVALID). */
+    readonly rejections: number
+    /** Command frames received again (resends), answered but not counted as receipts. */
+    readonly duplicates: number
+    /** Heartbeat ack latencies of the marked window. */
+    readonly mark: HistogramSnapshot
+  }

@@ -35,12 +35,28 @@ import {
 import { LatencyHistogram, round } from "./Stats.js"
 import type { Counters, DeviceReport, ParentMessage, WorkerConfig, WorkerMessage } from "./WorkerMessages.js"
 import { checkZeroLoss, RowCounter, type ZeroLossResult } from "./ZeroLoss.js"
+import {
+  commandsEngineEnv,
+  computeCommandFigures,
+  createApiKey,
+  randomOwner,
+  readCommandRows,
+  runFanOut,
+  runRoundTrips,
+  type FanOutPhase,
+  type RoundTripPhase
+} from "./Commands.js"
 
 // ---------------------------------------------------------------------------------------------
 // Options
 // ---------------------------------------------------------------------------------------------
 
-const USAGE = `usage: npm run bench -- [options]
+const USAGE = `usage: npm run bench -- [heartbeats|commands] [options]
+
+  scenario               heartbeats (default): steady heartbeats only
+                         commands: heartbeats plus signed remote commands over the admin API:
+                         a round-trip phase (--cmd-rate pings/s to random devices for --duration),
+                         then one bulk ping to every device (fan-out). WebSocket devices only.
 
   --devices N            simulated devices (default 100)
   --duration S           seconds of steady load, after enrollment and connect (default 30)
@@ -61,9 +77,14 @@ const USAGE = `usage: npm run bench -- [options]
   --drain-timeout S      wait for outstanding acks after the run (default 10)
   --durable-timeout S    wait for every acked heartbeat to be durable (default 30)
   --json-out FILE        also write the result JSON there (default bench/results/<time>.json)
+  --cmd-rate R           commands scenario: single-device commands per second (default 20)
+  --fanout-timeout S     commands scenario: wait for the bulk job to finish (default 120)
 `
 
 interface Options {
+  readonly scenario: "heartbeats" | "commands"
+  readonly cmdRate: number
+  readonly fanoutTimeoutMs: number
   readonly devices: number
   readonly duration: number
   readonly workers: number
@@ -84,8 +105,9 @@ interface Options {
 }
 
 const parseOptions = (argv: ReadonlyArray<string>): Options => {
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args: [...argv],
+    allowPositionals: true,
     options: {
       devices: { type: "string" },
       duration: { type: "string" },
@@ -104,6 +126,8 @@ const parseOptions = (argv: ReadonlyArray<string>): Options => {
       "drain-timeout": { type: "string" },
       "durable-timeout": { type: "string" },
       "json-out": { type: "string" },
+      "cmd-rate": { type: "string" },
+      "fanout-timeout": { type: "string" },
       help: { type: "boolean", short: "h" }
     },
     strict: true
@@ -118,13 +142,24 @@ const parseOptions = (argv: ReadonlyArray<string>): Options => {
     if (!Number.isFinite(n) || n < min || n > max) throw new Error(`--${name} must be a number between ${min} and ${max}`)
     return n
   }
+  if (positionals.length > 1) throw new Error(`one scenario at most, got ${positionals.join(" ")}`)
+  const scenario = positionals[0] ?? "heartbeats"
+  if (scenario !== "heartbeats" && scenario !== "commands") throw new Error(`unknown scenario "${scenario}" (heartbeats or commands)`)
   const devices = Math.floor(number("devices", values.devices, 100, 1, 100_000))
+  if (scenario === "commands") {
+    // Commands reach HTTP-fallback devices only by long-polling, which the simulator does not do.
+    if (values["http-share"] !== undefined && Number(values["http-share"]) !== 0) throw new Error("the commands scenario needs --http-share 0 (WebSocket devices only)")
+    if (values.target !== undefined) throw new Error("the commands scenario starts its own engine (no --target): it needs an owner account")
+  }
   const databaseUrl = values["database-url"] ?? process.env["DATABASE_URL"]
   return {
+    scenario,
+    cmdRate: number("cmd-rate", values["cmd-rate"], 20, 0.1, 10_000),
+    fanoutTimeoutMs: number("fanout-timeout", values["fanout-timeout"], 120, 1, 3600) * 1000,
     devices,
     duration: number("duration", values.duration, 30, 1, 86_400),
     workers: Math.floor(number("workers", values.workers, Math.min(4, Math.ceil(devices / 2500)), 1, 64)),
-    httpShare: number("http-share", values["http-share"], 0.05, 0, 1),
+    httpShare: number("http-share", values["http-share"], scenario === "commands" ? 0 : 0.05, 0, 1),
     target: values.target ?? null,
     databaseUrl: databaseUrl ?? DEFAULT_DATABASE_URL,
     databaseUrlGiven: values["database-url"] !== undefined,
@@ -306,6 +341,7 @@ const run = async (options: Options): Promise<Outcome> => {
   say(pin ? `pinning: engine -> core 0, simulator -> core 1 (taskset); PostgreSQL is not pinned` : `pinning: off (${taskset === null ? "no taskset" : `${cores} core(s)`}${options.pin === false ? ", --no-pin" : ""})`)
 
   // ---- engine and database ----
+  const owner = randomOwner()
   let deviceUrl: string
   let databaseUrl: string | null
   let engine: RunningEngine | null = null
@@ -315,7 +351,11 @@ const run = async (options: Options): Promise<Outcome> => {
     cleanup.keepDb = options.keepDb
     say(`database ${database.name} created`)
     say("starting the engine (argon2 for device secrets at 1 MiB / 1 pass, so enrollment is cheap: enrollment cost is not measured)")
-    engine = await startEngine({ databaseUrl: database.url, pinCore: engineCore, env: options.engineEnv })
+    engine = await startEngine({
+      databaseUrl: database.url,
+      pinCore: engineCore,
+      env: options.scenario === "commands" ? { ...commandsEngineEnv(owner.email, owner.password), ...options.engineEnv } : options.engineEnv
+    })
     if (Object.keys(options.engineEnv).length > 0) say(`engine environment overrides: ${JSON.stringify(options.engineEnv)}`)
     cleanup.engine = engine
     deviceUrl = engine.deviceUrl
@@ -331,6 +371,12 @@ const run = async (options: Options): Promise<Outcome> => {
   const rssBaseline = await readRss()
   const adminUrl = engine !== null ? engine.adminUrl : options.adminUrl
   const metricsBaseline = adminUrl !== null ? await fetchMetrics(adminUrl) : null
+  let apiKey: string | null = null
+  if (options.scenario === "commands") {
+    if (adminUrl === null) throw new Error("the commands scenario needs the admin plane")
+    apiKey = await createApiKey(adminUrl, owner.email, owner.password)
+    say("commands scenario: owner logged in, API key with commands:send + read created")
+  }
 
   // ---- enrollment token ----
   let token = options.token
@@ -467,8 +513,79 @@ const run = async (options: Options): Promise<Outcome> => {
       schedLagWindowMax = 0
     })()
   }, 5000)
+  // ---- commands scenario: round trips, then the fan-out, while the heartbeats go on ----
+  let runAborted = false
+  let roundTrips: RoundTripPhase | null = null
+  let fanOut: FanOutPhase | null = null
+  let commandsPhaseError: string | null = null
+  const receipts = new Map<string, number>()
+  let signatureFailures = 0
+  let commandRejections = 0
+  let commandDuplicates = 0
+  const fanoutAck = new LatencyHistogram()
+  const collectCommandReports = async () => {
+    const reports = await Promise.all(
+      workers.map((w) => {
+        w.received.delete("commands")
+        w.send({ type: "commands" })
+        return w.expect("commands", 60_000)
+      })
+    )
+    signatureFailures = 0
+    commandRejections = 0
+    commandDuplicates = 0
+    for (const r of reports) {
+      for (const receipt of r.receipts) if (!receipts.has(receipt.id)) receipts.set(receipt.id, receipt.atEpochMs)
+      signatureFailures += r.signatureFailures
+      commandRejections += r.rejections
+      commandDuplicates += r.duplicates
+      fanoutAck.merge(r.mark)
+    }
+  }
+  const commandsPhases = options.scenario !== "commands" || apiKey === null || adminUrl === null
+    ? null
+    : (async (key: string, admin: string) => {
+      // Commands start after the heartbeat warm-up.
+      await new Promise((resolve) => setTimeout(resolve, warmupMs))
+      if (runAborted) return
+      say(`round-trip phase: ${options.cmdRate} ping/s to random devices for ${options.duration} s (POST /api/v1/devices/:id/commands with X-Admin-Key)`)
+      roundTrips = await runRoundTrips({
+        adminUrl: admin,
+        apiKey: key,
+        deviceIds: readyDevices.map((d) => d.deviceId),
+        ratePerS: options.cmdRate,
+        durationMs: options.duration * 1000,
+        abort: () => runAborted
+      })
+      say(`round-trip phase done: ${roundTrips.sent.length} commands created, ${roundTrips.failedPosts} POSTs failed`)
+      // Let the last results land before the fan-out starts.
+      await new Promise((resolve) => setTimeout(resolve, 2000))
+      if (runAborted) return
+      for (const w of workers) w.send({ type: "mark", on: true })
+      say(`fan-out phase: POST /api/v1/commands/bulk {type: ping, target: {all: true}} to ${readyDevices.length} devices`)
+      try {
+        fanOut = await runFanOut(admin, key, options.fanoutTimeoutMs, () => runAborted)
+      } finally {
+        for (const w of workers) w.send({ type: "mark", on: false })
+      }
+      say(
+        fanOut.doneAtEpochMs === null
+          ? `fan-out: job ${fanOut.jobId} not done within ${options.fanoutTimeoutMs / 1000} s: ${JSON.stringify(fanOut.lastProgress)}`
+          : `fan-out: job ${fanOut.jobId} done (${fanOut.total} commands) in ${fmt(fanOut.doneAtEpochMs - fanOut.postAtEpochMs)}`
+      )
+    })(apiKey, adminUrl)
+      .catch((error: unknown) => {
+        commandsPhaseError = error instanceof Error ? error.message : String(error)
+      })
+      // Receipts and signature failures, also when a phase failed.
+      .then(() => collectCommandReports())
+      .catch((error: unknown) => warn(`could not collect the workers' command reports: ${String(error)}`))
+  let commandsDone = commandsPhases === null
+  void commandsPhases?.finally(() => {
+    commandsDone = true
+  })
   const steadyEnd = steadyStart + options.duration * 1000
-  while (performance.now() < steadyEnd) {
+  while (options.scenario === "commands" ? !commandsDone : performance.now() < steadyEnd) {
     await new Promise((resolve) => setTimeout(resolve, Math.min(250, Math.max(0, steadyEnd - performance.now()))))
     if (engine !== null && !engine.alive()) {
       fail("the engine exited during the run")
@@ -479,6 +596,11 @@ const run = async (options: Options): Promise<Outcome> => {
       fail(`worker ${dead.index} exited during the run`)
       break
     }
+  }
+  if (commandsPhases !== null) {
+    runAborted = true
+    await commandsPhases
+    if (commandsPhaseError !== null) fail(`commands scenario: ${commandsPhaseError}`)
   }
   clearInterval(progress)
   const rssLoaded = await readRss()
@@ -578,6 +700,32 @@ const run = async (options: Options): Promise<Outcome> => {
     }
     if (zeroLoss.duplicated > 0) problems.push(`${zeroLoss.duplicated} duplicated heartbeat row(s)`)
   }
+  // ---- commands: statuses and completed_at from PostgreSQL (the engine flushed its command log when it stopped) ----
+  let commandFigures: ReturnType<typeof computeCommandFigures> | null = null
+  if (options.scenario === "commands") {
+    const rt: RoundTripPhase = roundTrips ?? { sent: [], failures: [], failedPosts: 0 }
+    if (databaseUrl !== null) {
+      commandFigures = computeCommandFigures(await readCommandRows(databaseUrl), rt, fanOut, receipts)
+      if (commandFigures.notSucceeded > 0 || commandFigures.fanoutNotSucceeded > 0) {
+        fail(`${commandFigures.notSucceeded} single-device and ${commandFigures.fanoutNotSucceeded} bulk command(s) did not reach succeeded`)
+        for (const sample of commandFigures.notSucceededSamples) warn(`  ${sample}`)
+      }
+    }
+    if (rt.failedPosts > 0) {
+      fail(`${rt.failedPosts} command POST(s) failed`)
+      for (const f of rt.failures) warn(`  ${f}`)
+    }
+    if (rt.sent.length === 0) fail("no command was created")
+    if (signatureFailures > 0) fail(`${signatureFailures} command frame(s) failed signature verification`)
+    if (commandRejections > 0) problems.push(`${commandRejections} command ack/result(s) refused by the engine (error frames with a commandId)`)
+    const fo = fanOut as FanOutPhase | null
+    if (fo === null) fail("the fan-out phase did not run")
+    else {
+      if (fo.doneAtEpochMs === null) fail(`bulk job ${fo.jobId} did not reach done == total within ${options.fanoutTimeoutMs / 1000} s`)
+      if (fo.total !== readyDevices.length) problems.push(`bulk job total ${fo.total} != ${readyDevices.length} devices ready`)
+      if (commandFigures !== null && commandFigures.fanoutDelivered < fo.total) fail(`only ${commandFigures.fanoutDelivered} of ${fo.total} devices received the bulk command`)
+    }
+  }
   if (counters.violations > 0) problems.push(`${counters.violations} protocol violation(s) by the engine (see the worker logs above)`)
 
   // ---- figures ----
@@ -666,6 +814,34 @@ const run = async (options: Options): Promise<Outcome> => {
     engine: engine !== null ? "spawned" : deviceUrl,
     engine_exit_code: engineExit?.code ?? null,
     cheap_argon2: engine !== null,
+    ...(options.scenario === "commands"
+      ? (() => {
+        const fo = fanOut as FanOutPhase | null
+        return {
+          scenario: "commands",
+          cmd_rate_per_s: options.cmdRate,
+          cmd_rtt_p50_ms: nullable(commandFigures?.rtt.percentile(50)),
+          cmd_rtt_p95_ms: nullable(commandFigures?.rtt.percentile(95)),
+          cmd_rtt_p99_ms: nullable(commandFigures?.rtt.percentile(99)),
+          cmd_rtt_max_ms: nullable(commandFigures?.rtt.max),
+          cmd_count: commandFigures?.rttCount ?? 0,
+          cmd_sent: (roundTrips as RoundTripPhase | null)?.sent.length ?? 0,
+          cmd_post_p95_ms: nullable(commandFigures?.postP95Ms),
+          cmd_rtt_source: "postgres completed_at",
+          fanout_total: fo?.total ?? null,
+          fanout_delivered: commandFigures?.fanoutDelivered ?? null,
+          fanout_all_ms: nullable(commandFigures?.fanoutAllMs),
+          fanout_p95_ms: nullable(commandFigures?.fanoutP95Ms),
+          fanout_completed_ms: nullable(commandFigures?.fanoutCompletedMs),
+          fanout_done_ms: nullable(fo === null || fo.doneAtEpochMs === null ? null : fo.doneAtEpochMs - fo.postAtEpochMs),
+          fanout_ack_p95_ms: nullable(fanoutAck.percentile(95)),
+          fanout_ack_samples: fanoutAck.count,
+          signature_failures: signatureFailures,
+          command_rejections: commandRejections,
+          command_resends: commandDuplicates
+        }
+      })()
+      : {}),
     problems,
     ok: !failed
   }
@@ -685,6 +861,10 @@ const run = async (options: Options): Promise<Outcome> => {
     say(`engine RSS ${round(rssLoaded)} MB (idle ${rssBaseline === null ? "?" : round(rssBaseline)} MB, peak ${round(rssPeak)} MB) -> ${rssPer1000 === null ? "?" : round(rssPer1000)} MB per 1,000 devices; JS heap used ${heapMb(metricsText) === null ? "?" : round(heapMb(metricsText)!)} MB (idle ${heapMb(metricsBaseline) === null ? "?" : round(heapMb(metricsBaseline)!)} MB)`)
   }
   say(`write-behind lag: ${writeLagMs === null ? "n/a" : fmt(writeLagMs)} (durable frames), ${writeLagDbMs === null ? "n/a" : fmt(writeLagDbMs)} (PostgreSQL row count)`)
+  if (options.scenario === "commands" && commandFigures !== null) {
+    say(`commands: ${commandFigures.rttCount} round trips (POST -> completed_at): p50 ${fmt(commandFigures.rtt.percentile(50))}  p95 ${fmt(commandFigures.rtt.percentile(95))}  p99 ${fmt(commandFigures.rtt.percentile(99))}; signature failures ${signatureFailures}`)
+    say(`fan-out: ${commandFigures.fanoutDelivered} delivered, last device ${fmt(commandFigures.fanoutAllMs ?? Number.NaN)}, p95 ${fmt(commandFigures.fanoutP95Ms ?? Number.NaN)}; heartbeat ack p95 during fan-out ${fmt(fanoutAck.percentile(95))}`)
+  }
   for (const p of problems) say(`problem: ${p}`)
   return { result, ok: !failed, metrics: metricsText }
 }
