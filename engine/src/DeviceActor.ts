@@ -164,6 +164,8 @@ export type ActorMessage =
       readonly reply: (answer: { readonly frames: ReadonlyArray<string>; readonly durableSeq: number } | "superseded" | "retired") => void
     }
   | { readonly _tag: "FcmToken"; readonly token: string | undefined }
+  /** An admin retired the device: its socket is closed and it may not connect again (until re-enrolled). */
+  | { readonly _tag: "Retired"; readonly generation: number }
 
 export type ActorEffect =
   | { readonly _tag: "Send"; readonly connection: Connection; readonly frame: string }
@@ -312,11 +314,20 @@ const acceptHeartbeat = (
   return [next, "accepted"]
 }
 
-/** Sends every command the device does not have yet over its socket, in order. */
-const sendPending = (state: DeviceState, connection: Connection, now: number, effects: Array<ActorEffect>): DeviceState => {
+/**
+ * Sends commands over the socket, in order: on a new connection every one the device has not
+ * acknowledged receiving ("queued" or "sent" over an earlier socket), otherwise only new ones.
+ */
+const sendPending = (
+  state: DeviceState,
+  connection: Connection,
+  now: number,
+  effects: Array<ActorEffect>,
+  resendSent: boolean
+): DeviceState => {
   let changed = false
   const commands = state.commands.map((command) => {
-    if (command.status !== "queued" && command.status !== "sent") return command
+    if (command.status !== "queued" && !(resendSent && command.status === "sent")) return command
     if (command.expiresAt <= now) return command
     changed = true
     effects.push({ _tag: "Send", connection, frame: command.frame })
@@ -426,7 +437,7 @@ export const step = (current: DeviceState, message: ActorMessage, env: Env): Ste
         frame: welcomeFrame(next, now, message.ticketExpiresAt, policy.heartbeatIntervalS)
       })
       if (message.ticketExpiresAt - now < policy.ticketTtlMs / 2) effects.push({ _tag: "RenewTicket", connection })
-      next = sendPending(next, connection, now, effects)
+      next = sendPending(next, connection, now, effects, true)
       return [next, effects]
     }
     case "Disconnect": {
@@ -515,7 +526,7 @@ export const step = (current: DeviceState, message: ActorMessage, env: Env): Ste
     case "CommandQueued": {
       if (state.commands.some((c) => c.id === message.command.id)) return [state, effects]
       let next: DeviceState = { ...state, commands: [...state.commands, openCommand(state.deviceId, state.hmacKey, message.command)] }
-      if (next.connection !== undefined) next = sendPending(next, next.connection, now, effects)
+      if (next.connection !== undefined) next = sendPending(next, next.connection, now, effects, false)
       else if (next.pollWaiter !== undefined) next = answerPoll(next, next.pollWaiter, now, effects)
       else next = maybeWake(next, now, policy, effects)
       return [next, effects]
@@ -574,6 +585,22 @@ export const step = (current: DeviceState, message: ActorMessage, env: Env): Ste
     }
     case "FcmToken":
       return [{ ...state, fcmToken: message.token }, effects]
+    case "Retired": {
+      let next: DeviceState = { ...state, retired: true, generation: Math.max(state.generation, message.generation) }
+      if (state.connection !== undefined) {
+        effects.push(
+          { _tag: "Send", connection: state.connection, frame: errorFrame("DEVICE_RETIRED", "this device was retired: enrol it again") },
+          { _tag: "Close", connection: state.connection, code: CloseCode.deviceRetired, reason: "device retired" }
+        )
+        next = { ...next, connection: undefined, disconnectedAt: now }
+      }
+      if (state.pollWaiter !== undefined) {
+        const waiter = state.pollWaiter
+        effects.push({ _tag: "Reply", run: () => waiter.reply("retired") })
+        next = { ...next, pollWaiter: undefined }
+      }
+      return [transition(next, "offline", "retired", now, effects), effects]
+    }
     case "Tick": {
       let next = state
       const silentFor = now - (state.lastHeartbeatAt ?? state.presenceSince)

@@ -7,7 +7,7 @@
  * retries, long-poll deadlines), passivates long-offline actors, and publishes state changes for
  * watchers (one device or the whole fleet).
  */
-import { Context, Duration, Effect, FiberSet, Layer, Option, PubSub, Schedule, Stream } from "effect"
+import { Context, Duration, Effect, FiberSet, Layer, Option, PubSub, type Queue, Schedule, type Scope, Stream } from "effect"
 import {
   type ActorEffect,
   type ActorMessage,
@@ -62,6 +62,8 @@ export class DeviceRegistry extends Context.Tag("@nexmdm/engine/DeviceRegistry")
     /** Every state change of every device (a slow watcher loses the oldest changes, never blocks actors). */
     readonly changes: Stream.Stream<DeviceView>
     readonly watch: (deviceId: string) => Stream.Stream<DeviceView>
+    /** `changes` as a queue subscribed when this returns (take a snapshot after it: nothing falls in between). */
+    readonly subscribe: Effect.Effect<Queue.Dequeue<DeviceView>, never, Scope.Scope>
     readonly counts: () => { readonly actors: number; readonly ws: number; readonly http: number }
     /** Runs one sweep now (the sweeper fiber also runs it every NEXMDM_SWEEP_INTERVAL_MS). */
     readonly sweep: Effect.Effect<void>
@@ -351,6 +353,7 @@ export const make = Effect.gen(function* () {
     snapshot: () => [...actors.values()].flatMap((actor) => (actor.state === undefined ? [] : [toView(actor.state)])),
     changes: Stream.fromPubSub(changes),
     watch: (deviceId) => Stream.fromPubSub(changes).pipe(Stream.filter((change) => change.deviceId === deviceId)),
+    subscribe: PubSub.subscribe(changes),
     counts,
     sweep,
     closeAll

@@ -134,9 +134,9 @@ describe("HTTP hygiene", () => {
   })
 
   it("unknown API paths answer a JSON 404 NOT_FOUND", async () => {
-    const response = await ApiClient.fresh(admin).get("/api/v1/devices/nope")
+    const response = await ApiClient.fresh(admin).get("/api/v1/gadgets/nope")
     expect(response.status).toBe(404)
-    expect(response.body).toEqual({ _tag: "NotFound", code: "NOT_FOUND", message: "no route for GET /api/v1/devices/nope" })
+    expect(response.body).toEqual({ _tag: "NotFound", code: "NOT_FOUND", message: "no route for GET /api/v1/gadgets/nope" })
   })
 
   it("API requests are counted in engine_http_requests_total under their route template", async () => {

@@ -280,4 +280,35 @@ describe("device actor", () => {
     expect(reply).toEqual({ acked: [1, 2], durableSeq: 0, backpressure: true })
     expect(effects.filter((e) => e._tag === "Write")).toHaveLength(2)
   })
+
+  it("a retired device's socket gets DEVICE_RETIRED and 4003, goes offline with reason retired, and cannot connect again", () => {
+    const c = connection(1)
+    const { state, effects } = run(fresh(), [
+      connect(c),
+      [T0 + 10, { _tag: "Heartbeat", connectionId: 1, heartbeat: hb(1), receivedAt: 0 }],
+      [T0 + 20, { _tag: "Retired", generation: 2 }]
+    ])
+    expect(state).toMatchObject({ retired: true, generation: 2, connection: undefined, presence: "offline", presenceReason: "retired" })
+    expect(sentTo(effects, c).at(-1)).toMatchObject({ type: "error", code: "DEVICE_RETIRED" })
+    expect(effects.at(-3)).toEqual({ _tag: "Close", connection: c, code: 4003, reason: "device retired" })
+    expect(presenceEvents(effects).at(-1)).toBe("offline: retired")
+    const again = connection(2)
+    const after = run(state, [connect(again, T0 + 30)])
+    expect(after.state.connection).toBeUndefined()
+    expect(after.effects).toContainEqual({ _tag: "Close", connection: again, code: 4003, reason: "device retired" })
+  })
+
+  it("a new command on a live socket sends only itself, not the earlier unacknowledged ones again", () => {
+    const c = connection(1)
+    const command = (id: string) => ({ id, type: "ping" as const, params: {}, issuedAt: T0, expiresAt: T0 + 60_000 })
+    const { effects } = run(fresh(), [
+      connect(c),
+      [T0 + 1, { _tag: "CommandQueued", command: command("cmd_aaaaaaaaaaaaaaaaaaaaaaaa") }],
+      [T0 + 2, { _tag: "CommandQueued", command: command("cmd_bbbbbbbbbbbbbbbbbbbbbbbb") }]
+    ])
+    expect(sentTo(effects, c).filter((f) => f.type === "command").map((f) => f.id)).toEqual([
+      "cmd_aaaaaaaaaaaaaaaaaaaaaaaa",
+      "cmd_bbbbbbbbbbbbbbbbbbbbbbbb"
+    ])
+  })
 })

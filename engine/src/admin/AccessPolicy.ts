@@ -48,6 +48,15 @@ export const accessPolicy = {
   "enrollmentTokens.create": allow("admin", "tokens:write"),
   "enrollmentTokens.revoke": allow("admin", "tokens:write"),
 
+  "devices.list": allow("viewer", "read"),
+  "devices.exportCsv": allow("viewer", "read"),
+  "devices.get": allow("viewer", "read"),
+  "devices.update": allow("admin", "devices:write"),
+  "devices.retire": allow("admin", "devices:write"),
+  "devices.heartbeats": allow("viewer", "read"),
+  "devices.events": allow("viewer", "read"),
+  "devices.summary": allow("viewer", "read"),
+
   "commands.create": allow("admin", "commands:send"),
   "commands.listForDevice": allow("viewer", "read"),
   "commands.createBulk": allow("admin", "commands:send"),

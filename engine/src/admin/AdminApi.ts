@@ -19,6 +19,7 @@ import { ApiKeysGroup } from "./api/ApiKeysGroup.js"
 import { AuditGroup } from "./api/AuditGroup.js"
 import { AuthGroup } from "./api/AuthGroup.js"
 import { CommandsGroup } from "./api/CommandsGroup.js"
+import { DevicesGroup } from "./api/DevicesGroup.js"
 import { EnrollmentTokensGroup } from "./api/EnrollmentTokensGroup.js"
 import { MeGroup } from "./api/MeGroup.js"
 import { UsersGroup } from "./api/UsersGroup.js"
@@ -30,6 +31,7 @@ export class AdminApi extends HttpApi.make("nexmdm-admin")
   .add(ApiKeysGroup)
   .add(AuditGroup)
   .add(EnrollmentTokensGroup)
+  .add(DevicesGroup)
   .add(CommandsGroup)
   .add(AlertsGroup)
   .addError(ValidationError)

@@ -37,12 +37,14 @@ import { ApiKeysGroupLive } from "./api/ApiKeysGroupLive.js"
 import { AuditGroupLive } from "./api/AuditGroupLive.js"
 import { AuthGroupLive } from "./api/AuthGroupLive.js"
 import { CommandsGroupLive } from "./api/CommandsGroupLive.js"
+import { DevicesGroupLive } from "./api/DevicesGroupLive.js"
 import { EnrollmentTokensGroupLive } from "./api/EnrollmentTokensGroupLive.js"
 import { MeGroupLive } from "./api/MeGroupLive.js"
 import { AuthenticationLive, RateLimitLive } from "./api/MiddlewareLive.js"
 import { UsersGroupLive } from "./api/UsersGroupLive.js"
 import * as ApiKeys from "./ApiKeys.js"
 import * as Audit from "./Audit.js"
+import * as LiveRpcServer from "./LiveRpcServer.js"
 
 export const OPENAPI_PATH = "/api/openapi.json"
 export const DOCS_PATH = "/api/docs"
@@ -186,6 +188,7 @@ const groups = Layer.mergeAll(
   ApiKeysGroupLive,
   AuditGroupLive,
   EnrollmentTokensGroupLive,
+  DevicesGroupLive,
   CommandsGroupLive,
   AlertsGroupLive
 )
@@ -200,7 +203,11 @@ const served = Layer.unwrapScoped(
   Effect.gen(function* () {
     const config = yield* EngineConfig
     const app = yield* HttpApiBuilder.httpApp
-    return AdminServer.layerWith(HttpRouter.empty.pipe(HttpRouter.all("/api/*", secured(app, config.consoleOrigin))))
+    // The console's live streams (WebSocket, token in each rpc's payload): matched before /api/*.
+    const live = yield* LiveRpcServer.httpApp
+    return AdminServer.layerWith(
+      HttpRouter.empty.pipe(HttpRouter.get(LiveRpcServer.LIVE_PATH, live), HttpRouter.all("/api/*", secured(app, config.consoleOrigin)))
+    )
   })
 ).pipe(
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: OPENAPI_PATH })),

@@ -97,7 +97,7 @@ export class BulkJobProgress extends Schema.Class<BulkJobProgress>("BulkJobProgr
 
 export const ListCommands = Schema.Struct({
   status: Schema.optional(CommandStatus),
-  before: Schema.optional(Schema.DateFromString),
+  before: Schema.optional(Schema.Date),
   limit: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 500)), { default: () => 100 })
 })
 
