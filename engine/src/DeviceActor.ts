@@ -632,7 +632,7 @@ export const step = (current: DeviceState, message: ActorMessage, env: Env): Ste
 }
 
 /** What the sweeper checks, without a message, to decide whether an actor needs a Tick. */
-export const needsTick = (state: DeviceState, now: number, policy: ActorPolicy): boolean => {
+export const needsTick = (state: DeviceState, now: number, policy: ActorPolicy, durableSeq = state.durableSeq): boolean => {
   switch (state.presence) {
     case "connected":
     case "overdue": {
@@ -662,7 +662,7 @@ export const needsTick = (state: DeviceState, now: number, policy: ActorPolicy):
   }
   return (
     state.connection !== undefined &&
-    state.durableSeq > state.toldDurableSeq &&
+    Math.max(state.durableSeq, durableSeq) > state.toldDurableSeq &&
     now - (state.lastHeartbeatAt ?? 0) >= policy.durableNoticeAfterMs
   )
 }

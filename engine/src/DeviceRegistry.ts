@@ -101,7 +101,8 @@ export const make = Effect.gen(function* () {
     overdueAfterMs: Duration.toMillis(config.overdueAfter),
     offlineAfterMs: Duration.toMillis(config.offlineAfter),
     graceMs: Duration.toMillis(config.grace),
-    durableNoticeAfterMs: Math.max(Duration.toMillis(config.sweepInterval), 2 * Duration.toMillis(config.batchMaxDelay)),
+    // Quiet for two sweeps: a device heartbeating every second gets its watermark in acks instead.
+    durableNoticeAfterMs: Math.max(2 * Duration.toMillis(config.sweepInterval), 4 * Duration.toMillis(config.batchMaxDelay)),
     wakeRetryMs: Duration.toMillis(config.wakeRetry),
     maxWakeups: config.maxWakeups
   }
@@ -285,7 +286,7 @@ export const make = Effect.gen(function* () {
       const state = actor.state
       if (state === undefined || actor.running || actor.mailbox.length > 0) continue
       const durableSeq = Math.max(state.durableSeq, durable.get(actor.deviceId) ?? 0)
-      if (needsTick({ ...state, durableSeq }, now, policy)) {
+      if (needsTick(state, now, policy, durableSeq)) {
         tell(actor.deviceId, { _tag: "Tick" })
       } else if (
         state.presence === "offline" &&
