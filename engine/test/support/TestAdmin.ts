@@ -14,7 +14,8 @@ import type { Role } from "../../src/admin/Principal.js"
 import { AdminServer } from "../../src/AdminServer.js"
 import * as Alerts from "../../src/alerts/Alerts.js"
 import * as Engine from "../../src/Engine.js"
-import type { EngineConfigShape } from "../../src/EngineConfig.js"
+import type { EngineConfig, EngineConfigShape } from "../../src/EngineConfig.js"
+import type { SqlClient } from "@effect/sql"
 import { EngineStatus } from "../../src/EngineStatus.js"
 import { Push } from "../../src/push/Push.js"
 import type { TestDatabase } from "./TestDatabase.js"
@@ -43,11 +44,17 @@ const loggingLayer = (logs?: Array<string>) =>
       )
 
 /** The admin plane over the engine core (devices, commands) and alerts, push disabled. */
-export const adminLayer = (database: TestDatabase, overrides: Partial<EngineConfigShape>, mailer: Layer.Layer<Mailer>, logs?: Array<string>) =>
+export const adminLayer = <E>(
+  database: TestDatabase,
+  overrides: Partial<EngineConfigShape>,
+  mailer: Layer.Layer<Mailer, E, EngineConfig | SqlClient.SqlClient>,
+  logs?: Array<string>
+) =>
   AdminApiLive.layer.pipe(
     Layer.provideMerge(Alerts.layer),
+    Layer.provideMerge(mailer),
     Layer.provideMerge(Engine.coreLayerWith(Push.layerDisabled)),
-    Layer.provideMerge(Layer.merge(EngineStatus.layer, mailer)),
+    Layer.provideMerge(EngineStatus.layer),
     Layer.provideMerge(adminTestConfig(database, overrides)),
     Layer.provide(loggingLayer(logs))
   )
@@ -66,10 +73,14 @@ export interface TestAdmin {
 export const startAdmin = async (
   database: TestDatabase,
   overrides: Partial<EngineConfigShape> = {},
-  options: { readonly logs?: Array<string> } = {}
+  options: {
+    readonly logs?: Array<string>
+    /** A real mailer (e.g. SmtpMailer against a test SMTP server) instead of the capturing one. */
+    readonly mailer?: Layer.Layer<Mailer, unknown, EngineConfig | SqlClient.SqlClient>
+  } = {}
 ): Promise<TestAdmin> => {
   const mailer = capturingMailer()
-  const runtime = ManagedRuntime.make(adminLayer(database, overrides, mailer.layer, options.logs))
+  const runtime = ManagedRuntime.make(adminLayer(database, overrides, options.mailer ?? mailer.layer, options.logs))
   const { url } = await runtime.runPromise(AdminServer)
   return { run: (effect) => runtime.runPromise(effect), url, mail: mailer.sent, dispose: () => runtime.dispose() }
 }
