@@ -11,7 +11,7 @@
  *   offline    grace ran out, or no heartbeat for NEXMDM_OFFLINE_AFTER_S
  * Every transition carries a reason and a time and is recorded as a device event.
  */
-import type { CommandAck, CommandResult, Heartbeat, HttpHeartbeat } from "@nexmdm/protocol"
+import type { CommandAck, CommandResult, ErrorCode, Heartbeat, HttpHeartbeat } from "@nexmdm/protocol"
 import { CloseCode } from "@nexmdm/protocol"
 import { applyReport, type CommandTransition, type NewCommand, type OpenCommand, openCommand } from "./CommandLifecycle.js"
 import type { DeviceEvent, Presence } from "./DeviceEventLog.js"
@@ -225,7 +225,8 @@ const transition = (
 }
 
 const ackFrame = (seq: number, durableSeq: number) => `{"type":"ack","seq":${seq},"durableSeq":${durableSeq}}`
-const errorFrame = (code: string, message: string, extra = "") =>
+/** An error frame as text; `extra` appends already-encoded fields (e.g. `,"seq":5`). */
+export const errorFrame = (code: ErrorCode, message: string, extra = "") =>
   `{"type":"error","code":"${code}","message":${JSON.stringify(message)}${extra}}`
 
 export const welcomeFrame = (state: DeviceState, now: number, ticketExpiresAt: number, heartbeatIntervalS: number) =>

@@ -10,6 +10,7 @@ import {
   CloseCode,
   CommandUpdatesRequest,
   decodeDeviceFrame,
+  describeParseError,
   EnrollRequest,
   type ErrorCode,
   FcmTokenRequest,
@@ -17,8 +18,8 @@ import {
   TicketRequest
 } from "@nexmdm/protocol"
 import { SqlClient } from "@effect/sql"
-import { Context, Duration, Effect, Either, FiberSet, Layer, Option, ParseResult, Schedule, Schema } from "effect"
-import type { Connection } from "./DeviceActor.js"
+import { Context, Duration, Effect, Either, FiberSet, Layer, Option, Schedule, Schema } from "effect"
+import { type Connection, errorFrame } from "./DeviceActor.js"
 import { DeviceRegistry, type TellResult } from "./DeviceRegistry.js"
 import { EngineConfig } from "./EngineConfig.js"
 import { Enrollment, EnrollmentRejected } from "./Enrollment.js"
@@ -57,19 +58,13 @@ const MAX_LONG_POLL_S = 30
 const decodeJsonBody = <A, I>(schema: Schema.Schema<A, I>) => {
   const decode = Schema.decodeUnknownEither(Schema.parseJson(schema), { errors: "first" })
   return (text: string): Either.Either<A, string> =>
-    Either.mapLeft(decode(text), (error) => {
-      const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
-      return issue === undefined ? "invalid body" : issue.path.length === 0 ? issue.message : `${issue.path.join(".")}: ${issue.message}`
-    })
+    Either.mapLeft(decode(text), (error) => describeParseError(error))
 }
 const decodeEnroll = decodeJsonBody(EnrollRequest)
 const decodeTicketRequest = decodeJsonBody(TicketRequest)
 const decodeHeartbeatBatch = decodeJsonBody(HeartbeatBatchRequest)
 const decodeCommandUpdates = decodeJsonBody(CommandUpdatesRequest)
 const decodeFcmToken = decodeJsonBody(FcmTokenRequest)
-
-const errorFrame = (code: ErrorCode, message: string, extra = "") =>
-  `{"type":"error","code":"${code}","message":${JSON.stringify(message)}${extra}}`
 
 const rejectionStatus: Record<EnrollmentRejected["code"], number> = {
   TOKEN_INVALID: 401,
@@ -290,6 +285,12 @@ export const make = Effect.gen(function* () {
     return true
   }
 
+  /** An actor that cannot take an HTTP request now answers 503 with the reason. */
+  const refuseHttp = (ex: Exchange, told: Exclude<TellResult, "queued">) =>
+    told === "stopping"
+      ? respondError(ex, 503, "SHUTTING_DOWN", "engine is shutting down", 5000)
+      : respondError(ex, 503, "BACKPRESSURE", "device mailbox is full", 1000)
+
   /** Runs an admin-side effect for an HTTP exchange and maps its failures to typed answers. */
   const runForExchange = <A>(
     ex: Exchange,
@@ -401,8 +402,7 @@ export const make = Effect.gen(function* () {
           })
         }
       })
-      if (told === "stopping") respondError(ex, 503, "SHUTTING_DOWN", "engine is shutting down", 5000)
-      else if (told === "mailbox_full") respondError(ex, 503, "BACKPRESSURE", "device mailbox is full", 1000)
+      if (told !== "queued") refuseHttp(ex, told)
     })
   }
 
@@ -428,8 +428,7 @@ export const make = Effect.gen(function* () {
         respondRaw(ex, 200, `{"messages":[${answer.frames.join(",")}],"durableSeq":${answer.durableSeq}}`)
       }
     })
-    if (told === "stopping") respondError(ex, 503, "SHUTTING_DOWN", "engine is shutting down", 5000)
-    else if (told === "mailbox_full") respondError(ex, 503, "BACKPRESSURE", "device mailbox is full", 1000)
+    if (told !== "queued") refuseHttp(ex, told)
   }
 
   const onCommandUpdates = (res: Parameters<Parameters<TemplatedApp["post"]>[1]>[0], authorization: string) => {
@@ -441,8 +440,7 @@ export const make = Effect.gen(function* () {
       if (Either.isLeft(request)) return respondError(ex, 400, "BAD_REQUEST", request.left)
       for (const report of request.right.updates) {
         const told = registry.tell(claims.deviceId, { _tag: "CommandReport", connectionId: undefined, generation: claims.generation, report })
-        if (told === "stopping") return respondError(ex, 503, "SHUTTING_DOWN", "engine is shutting down", 5000)
-        if (told === "mailbox_full") return respondError(ex, 503, "BACKPRESSURE", "device mailbox is full", 1000)
+        if (told !== "queued") return refuseHttp(ex, told)
       }
       respond(ex, 200, { accepted: request.right.updates.length })
     })

@@ -7,6 +7,7 @@
  * retries, long-poll deadlines), passivates long-offline actors, and publishes state changes for
  * watchers (one device or the whole fleet).
  */
+import { CloseCode } from "@nexmdm/protocol"
 import { Context, Duration, Effect, FiberSet, Layer, Option, PubSub, type Queue, Schedule, type Scope, Stream } from "effect"
 import {
   type ActorEffect,
@@ -15,6 +16,7 @@ import {
   type DeviceRecord,
   type DeviceState,
   type Env,
+  errorFrame,
   initialState,
   needsTick,
   step
@@ -217,8 +219,8 @@ export const make = Effect.gen(function* () {
   const refuseAll = (actor: Actor) => {
     for (const message of actor.mailbox.splice(0)) {
       if (message._tag === "Connect") {
-        message.connection.send(`{"type":"error","code":"TICKET_INVALID","message":"unknown device"}`)
-        message.connection.close(4001, "unknown device")
+        message.connection.send(errorFrame("TICKET_INVALID", "unknown device"))
+        message.connection.close(CloseCode.unauthenticated, "unknown device")
       } else if (message._tag === "HttpHeartbeats" || message._tag === "Poll") {
         message.reply("superseded")
       } else if (message._tag === "CancelCommand") {

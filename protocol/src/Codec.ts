@@ -29,11 +29,18 @@ const parseJsonObject = (text: string): Either.Either<Record<string, unknown>, F
   return Either.right(value as Record<string, unknown>)
 }
 
-const describe = (error: ParseResult.ParseError): string => {
+/**
+ * The first problem of a decode failure as one line, "path.to.field: what is wrong", with the path
+ * under `root` when given (e.g. "params"). Shared by every boundary that answers with a message.
+ */
+export const describeParseError = (error: ParseResult.ParseError, root?: string): string => {
   const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
-  if (issue === undefined) return "frame does not match the schema"
-  return issue.path.length === 0 ? issue.message : `${issue.path.join(".")}: ${issue.message}`
+  if (issue === undefined) return "does not match the schema"
+  const path = root === undefined ? issue.path : [root, ...issue.path]
+  return path.length === 0 ? issue.message : `${path.join(".")}: ${issue.message}`
 }
+
+const describe = (error: ParseResult.ParseError) => describeParseError(error)
 
 /** Decodes a frame sent by a device. */
 export const decodeDeviceFrame = (text: string): Either.Either<DeviceFrame, FrameError> =>

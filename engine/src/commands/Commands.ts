@@ -4,8 +4,8 @@
  * many devices, and exposes their persisted transitions as a stream.
  */
 import { SqlClient, SqlError } from "@effect/sql"
-import { CommandParams, CommandType, type CommandStatus, sensitiveParams } from "@nexmdm/protocol"
-import { Chunk, Context, Data, Deferred, Duration, Effect, Either, Layer, ParseResult, Schema, Stream } from "effect"
+import { CommandParams, CommandType, type CommandStatus, describeParseError, sensitiveParams } from "@nexmdm/protocol"
+import { Chunk, Context, Data, Deferred, Duration, Effect, Either, Layer, Schema, Stream } from "effect"
 import type { CommandTransition } from "../CommandLifecycle.js"
 import { DeviceRegistry } from "../DeviceRegistry.js"
 import { EngineConfig } from "../EngineConfig.js"
@@ -155,10 +155,6 @@ const toView = (row: Row): CommandView => ({
   unreachableAt: row.unreachable_at
 })
 
-const describe = (error: ParseResult.ParseError) => {
-  const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
-  return issue === undefined ? "invalid parameters" : `${issue.path.length === 0 ? "params" : `params.${issue.path.join(".")}`}: ${issue.message}`
-}
 
 /** Checks the type and its parameters; nothing unknown or malformed is ever queued. */
 export const validateCommand = (type: string, params: unknown): Either.Either<{ type: CommandType; params: Record<string, unknown> }, CommandRejected> => {
@@ -170,7 +166,7 @@ export const validateCommand = (type: string, params: unknown): Either.Either<{ 
     errors: "first"
   })(params ?? {})
   return Either.match(decoded, {
-    onLeft: (error) => Either.left(new CommandRejected({ code: "INVALID_COMMAND", message: describe(error) })),
+    onLeft: (error) => Either.left(new CommandRejected({ code: "INVALID_COMMAND", message: describeParseError(error, "params") })),
     onRight: (value) => Either.right({ type, params: value })
   })
 }
