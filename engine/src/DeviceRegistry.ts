@@ -109,6 +109,18 @@ export const make = Effect.gen(function* () {
     maxWakeups: config.maxWakeups
   }
   const actors = new Map<string, Actor>()
+  /** Subscribers of `changes`: while there are none, state changes are not turned into views. */
+  let watchers = 0
+  const subscribe = Effect.acquireRelease(
+    Effect.sync(() => {
+      watchers++
+    }),
+    () =>
+      Effect.sync(() => {
+        watchers--
+      })
+  ).pipe(Effect.zipRight(PubSub.subscribe(changes)))
+  const changeStream = Stream.unwrapScoped(Effect.map(subscribe, (queue) => Stream.fromQueue(queue)))
   // The writer's knowledge of what is persisted; actors read it when they step.
   const durable = new Map<string, number>()
   writer.onDurable((batch) => {
@@ -191,7 +203,8 @@ export const make = Effect.gen(function* () {
       }
     }
     // Sliding PubSub: offering never blocks the actor; a slow watcher loses the oldest changes.
-    if (changed && actor.state !== undefined) changes.unsafeOffer(toView(actor.state))
+    // Without watchers (no console open) a heartbeat builds no view at all.
+    if (changed && watchers > 0 && actor.state !== undefined) changes.unsafeOffer(toView(actor.state))
   }
 
   /**
@@ -354,9 +367,9 @@ export const make = Effect.gen(function* () {
     tell,
     view,
     snapshot: () => [...actors.values()].flatMap((actor) => (actor.state === undefined ? [] : [toView(actor.state)])),
-    changes: Stream.fromPubSub(changes),
-    watch: (deviceId) => Stream.fromPubSub(changes).pipe(Stream.filter((change) => change.deviceId === deviceId)),
-    subscribe: PubSub.subscribe(changes),
+    changes: changeStream,
+    watch: (deviceId) => changeStream.pipe(Stream.filter((change) => change.deviceId === deviceId)),
+    subscribe,
     counts,
     sweep,
     closeAll

@@ -5,6 +5,7 @@
  */
 import { Either, ParseResult, Schema } from "effect"
 import type { ErrorCode } from "./DeviceFrames.js"
+import { compileObjectDecoder } from "./CompiledGuard.js"
 import { DEVICE_FRAME_TYPES, DeviceFrame, EngineFrame } from "./Frames.js"
 
 export interface FrameError {
@@ -15,6 +16,18 @@ export interface FrameError {
 const decodeDevice = Schema.decodeUnknownEither(DeviceFrame, { errors: "first" })
 const decodeEngine = Schema.decodeUnknownEither(EngineFrame, { errors: "first" })
 const knownDeviceTypes: ReadonlySet<string> = new Set(DEVICE_FRAME_TYPES)
+
+/**
+ * Compiled decoders per device frame type (see CompiledGuard): a valid frame costs ~1 µs instead
+ * of the interpreter's 15-40 µs. An invalid one still goes through the interpreter, for its message.
+ */
+const fastDeviceDecoders: ReadonlyMap<string, (input: unknown) => DeviceFrame | undefined> = new Map(
+  DeviceFrame.members.flatMap((member) => {
+    const type = member.fields.type.literals[0]
+    const decoder = compileObjectDecoder<DeviceFrame>(member)
+    return decoder === undefined ? [] : [[type, decoder] as const]
+  })
+)
 
 const parseJsonObject = (text: string): Either.Either<Record<string, unknown>, FrameError> => {
   let value: unknown
@@ -52,6 +65,8 @@ export const decodeDeviceFrame = (text: string): Either.Either<DeviceFrame, Fram
     if (!knownDeviceTypes.has(type)) {
       return Either.left<FrameError>({ code: "UNKNOWN_TYPE", message: `unknown frame type "${type.slice(0, 40)}"` })
     }
+    const fast = fastDeviceDecoders.get(type)?.(object)
+    if (fast !== undefined) return Either.right(fast)
     return Either.mapLeft(decodeDevice(object), (error): FrameError => ({ code: "BAD_FRAME", message: describe(error) }))
   })
 

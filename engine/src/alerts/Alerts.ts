@@ -2,7 +2,8 @@
  * Alert rules, the alerts they raise, and the mails about them.
  *
  * One evaluator fiber runs every NEXMDM_ALERT_EVAL_INTERVAL_MS over the latest state of every
- * device (kept from the registry's change stream, so passivated devices are not forgotten), the
+ * device (read from the registry at each evaluation, not per change: the heartbeat path pays nothing
+ * for alerting; a passivated device keeps its last sample, so it is not forgotten), the
  * write-behind's backlog and new enrolment events, and turns each rule's observations into
  * actions (internal/Conditions.ts): open, repeat, resolve. Alerts are rows: one open alert per
  * (rule, dedup key), where a repeat bumps `count` and `last_seen_at`. Command failures arrive
@@ -13,7 +14,7 @@
  * recorded whether or not anyone is mailed. Shutdown mails what is pending.
  */
 import { SqlClient, type SqlError } from "@effect/sql"
-import { Clock, Context, Duration, Effect, Either, FiberSet, Layer, ParseResult, Schedule, Schema, Stream } from "effect"
+import { Clock, Context, Duration, Effect, Either, FiberSet, Layer, ParseResult, Schedule, Schema } from "effect"
 import { Mailer } from "../admin/Mailer.js"
 import { DeviceRegistry, type DeviceView } from "../DeviceRegistry.js"
 import { EngineConfig } from "../EngineConfig.js"
@@ -413,9 +414,15 @@ export const make = Effect.gen(function* () {
     }
   }
 
+  /** The latest sample of every device the registry holds; passivated devices keep their last one. */
+  const refreshSamples = () => {
+    for (const view of registry.snapshot()) devices.set(view.deviceId, sampleOf(view))
+  }
+
   const evaluate = serialized(
     Effect.gen(function* () {
       const now = yield* Clock.currentTimeMillis
+      refreshSamples()
       const loaded = yield* Effect.either(loadRules(sql.and([sql`enabled`])))
       if (Either.isLeft(loaded)) {
         yield* Effect.logWarning("alert rules not loaded", loaded.left)
@@ -508,13 +515,7 @@ export const make = Effect.gen(function* () {
   // ---------------------------------------------------------------------------------------------
   // Inputs and the evaluator
 
-  yield* registry.changes.pipe(
-    Stream.runForEach((view) => Effect.sync(() => devices.set(view.deviceId, sampleOf(view)))),
-    Effect.forkScoped
-  )
-  yield* Effect.yieldNow()
-  // What the stream will not repeat: devices in memory now, and devices offline since before the start.
-  for (const view of registry.snapshot()) if (!devices.has(view.deviceId)) devices.set(view.deviceId, sampleOf(view))
+  // What the registry does not hold: devices offline since before the start (not loaded as actors).
   yield* sql<{ id: string; presence_reason: string | null; since: number }>`
     select id, presence_reason, extract(epoch from presence_since) * 1000 as since
     from devices where presence = 'offline' and presence_since is not null and retired_at is null`.pipe(
