@@ -27,6 +27,8 @@ import { exchange, type Exchange, readBody, respond, respondError, respondRaw } 
 import { type Bucket, type BucketPolicy, KeyedLimiter, newBucket, take } from "./internal/TokenBucket.js"
 import { nativeBindingLoaded, type TemplatedApp, type us_listen_socket, uws, type WebSocket } from "./internal/Uws.js"
 import * as Metrics from "./Metrics.js"
+import * as ProvisioningRoutes from "./provisioning/ProvisioningRoutes.js"
+import * as ReleaseRoutes from "./releases/ReleaseRoutes.js"
 import { type TicketClaims, Tickets } from "./Tickets.js"
 
 interface SocketData {
@@ -97,6 +99,9 @@ export const make = Effect.gen(function* () {
   const authTimeoutMs = Duration.toMillis(config.authTimeout)
   const trustedHeader = Option.map(config.trustedProxyHeader, (name) => name.toLowerCase())
 
+  // Decodes straight from uWS's ArrayBuffer (no Buffer wrapper per frame). Invalid UTF-8 becomes
+  // U+FFFD, which the frame schemas reject where it matters (printable-ASCII fields).
+  const utf8 = new TextDecoder("utf-8")
   let nextConnectionId = 1
   let accepting = true
   const awaitingHello = new Set<WebSocket<SocketData>>()
@@ -183,7 +188,7 @@ export const make = Effect.gen(function* () {
       return
     }
     if (isBinary) return badFrame(data, "BAD_FRAME", "binary frames are not accepted: send JSON text frames")
-    const decoded = decodeDeviceFrame(Buffer.from(message).toString("utf8"))
+    const decoded = decodeDeviceFrame(utf8.decode(message))
     if (Either.isLeft(decoded)) return badFrame(data, decoded.left.code, decoded.left.message)
     const frame = decoded.right
     if (wait > 0) {
@@ -541,6 +546,8 @@ export const make = Effect.gen(function* () {
   for (const path of ["/v1/enroll", "/v1/device/ticket", "/v1/device/heartbeats", "/v1/device/messages", "/v1/device/command-updates", "/v1/device/fcm-token"]) {
     app.any(path, (res) => respondError(exchange(res), 405, "METHOD_NOT_ALLOWED", "method not allowed"))
   }
+  yield* ProvisioningRoutes.register(app, (res, req) => clientIp(res, headerOf(req)))
+  yield* ReleaseRoutes.register(app, (res, req) => clientIp(res, headerOf(req)))
   app.any("/*", (res, req) => respondError(exchange(res), 404, "NOT_FOUND", `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}`))
 
   const listenSocket = yield* Effect.acquireRelease(

@@ -16,6 +16,7 @@ import {
   type DeviceRecord,
   type DeviceState,
   type Env,
+  type HeartbeatSample,
   errorFrame,
   initialState,
   needsTick,
@@ -38,7 +39,7 @@ export interface DeviceView {
   readonly presenceSince: number
   readonly transport: DeviceState["transport"]
   readonly lastHeartbeatAt: number | undefined
-  readonly lastHeartbeat: DeviceState["lastHeartbeat"]
+  readonly lastHeartbeat: HeartbeatSample | undefined
   readonly acceptedSeq: number
   readonly durableSeq: number
 }
@@ -81,7 +82,8 @@ const toView = (state: DeviceState): DeviceView => ({
   presenceSince: state.presenceSince,
   transport: state.transport,
   lastHeartbeatAt: state.lastHeartbeatAt,
-  lastHeartbeat: state.lastHeartbeat,
+  // The actor overwrites its sample in place on every heartbeat: a view keeps its own copy.
+  lastHeartbeat: state.lastHeartbeat === undefined ? undefined : { ...state.lastHeartbeat },
   acceptedSeq: state.acceptedSeq,
   durableSeq: state.durableSeq
 })
