@@ -30,6 +30,7 @@ import * as Metrics from "./Metrics.js"
 import * as ProvisioningRoutes from "./provisioning/ProvisioningRoutes.js"
 import * as ReleaseRoutes from "./releases/ReleaseRoutes.js"
 import { type TicketClaims, Tickets } from "./Tickets.js"
+import { lastForwardedAddress } from "./internal/ForwardedFor.js"
 
 interface SocketData {
   readonly connectionId: number
@@ -107,8 +108,7 @@ export const make = Effect.gen(function* () {
   const awaitingHello = new Set<WebSocket<SocketData>>()
 
   const clientIp = (res: { getRemoteAddressAsText(): ArrayBuffer }, header: string | undefined): string => {
-    if (header !== undefined && header !== "") return header.split(",")[0]!.trim()
-    return Buffer.from(res.getRemoteAddressAsText()).toString()
+    return lastForwardedAddress(header) ?? Buffer.from(res.getRemoteAddressAsText()).toString()
   }
 
   // ------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import { HttpApiGroup, HttpApiMiddleware, type HttpServerRequest } from "@effect
 import { Context, Option, Schema } from "effect"
 import { Forbidden, TooManyRequests, Unauthorized } from "../AdminErrors.js"
 import { CurrentPrincipal } from "../Principal.js"
+import { lastForwardedAddress } from "../../internal/ForwardedFor.js"
 
 export interface ClientInfoShape {
   readonly ip: string
@@ -48,8 +49,7 @@ const stripMapped = (ip: string) => (ip.startsWith("::ffff:") ? ip.slice(7) : ip
  */
 export const clientInfoOf = (request: HttpServerRequest.HttpServerRequest, trustedHeader: Option.Option<string>): ClientInfoShape => {
   const forwarded = Option.isSome(trustedHeader) ? request.headers[trustedHeader.value] : undefined
-  const last = forwarded?.split(",").pop()?.trim()
-  const ip = last !== undefined && last !== "" ? last : Option.getOrElse(request.remoteAddress, () => "unknown")
+  const ip = lastForwardedAddress(forwarded) ?? Option.getOrElse(request.remoteAddress, () => "unknown")
   const userAgent = request.headers["user-agent"]
   return { ip: stripMapped(ip).slice(0, 100), userAgent: userAgent === undefined ? null : userAgent.slice(0, 300) }
 }
