@@ -48,6 +48,8 @@ export interface DeviceRecord {
   readonly fcmToken: string | undefined
   /** Commands not finished yet, oldest first. */
   readonly openCommands: ReadonlyArray<NewCommand>
+  /** The device's own heartbeat interval (a succeeded set_heartbeat_interval), if any. */
+  readonly heartbeatIntervalS: number | undefined
 }
 
 /** An HTTP-fallback device waiting for messages (long-poll). */
@@ -89,6 +91,8 @@ export interface DeviceState {
   lastRecordedAt: number
   readonly hmacKey: Uint8Array
   readonly fcmToken: string | undefined
+  /** Set by a succeeded set_heartbeat_interval: the device heartbeats at this interval instead of the engine's. */
+  readonly heartbeatIntervalS: number | undefined
   /** Open commands, oldest first: sent in this order, and resent in it after a reconnect. */
   readonly commands: ReadonlyArray<OpenCommand>
   readonly pollWaiter: PollWaiter | undefined
@@ -192,6 +196,8 @@ export type ActorEffect =
   | { readonly _tag: "CommandChanged"; readonly transition: CommandTransition }
   /** Wake the absent device through FCM so it connects and fetches its commands. */
   | { readonly _tag: "Wake"; readonly commandId: string; readonly fcmToken: string; readonly attempt: number }
+  /** The device's own heartbeat interval changed (undefined: back to the engine's): persist it. */
+  | { readonly _tag: "HeartbeatIntervalChanged"; readonly intervalS: number | undefined }
   /** State that watchers see (presence or last heartbeat) changed. */
   | { readonly _tag: "Changed" }
   | { readonly _tag: "HeartbeatCounted"; readonly outcome: "accepted" | "duplicate" | "backpressure" }
@@ -218,6 +224,7 @@ export const initialState = (record: DeviceRecord, now: number): DeviceState => 
   lastRecordedAt: record.lastRecordedAt,
   hmacKey: record.hmacKey,
   fcmToken: record.fcmToken,
+  heartbeatIntervalS: record.heartbeatIntervalS,
   commands: record.openCommands.map((command) => openCommand(record.deviceId, record.hmacKey, command)),
   pollWaiter: undefined,
   refusedFrom: undefined
@@ -243,12 +250,30 @@ const ackFrame = (seq: number, durableSeq: number) => `{"type":"ack","seq":${seq
 export const errorFrame = (code: ErrorCode, message: string, extra = "") =>
   `{"type":"error","code":"${code}","message":${JSON.stringify(message)}${extra}}`
 
-export const welcomeFrame = (state: DeviceState, now: number, ticketExpiresAt: number, heartbeatIntervalS: number) =>
+/**
+ * The interval a device heartbeats at and the engine's thresholds for it. Overdue and offline
+ * scale with a device's own interval (set_heartbeat_interval): a device told to heartbeat every
+ * 10 minutes is not overdue after the engine's 75 seconds. Never shorter than the configured ones.
+ */
+export const timingOf = (state: DeviceState, policy: ActorPolicy) => {
+  const own = state.heartbeatIntervalS
+  if (own === undefined || own <= policy.heartbeatIntervalS) {
+    return { intervalS: own ?? policy.heartbeatIntervalS, overdueAfterMs: policy.overdueAfterMs, offlineAfterMs: policy.offlineAfterMs }
+  }
+  const factor = own / policy.heartbeatIntervalS
+  return {
+    intervalS: own,
+    overdueAfterMs: Math.round(policy.overdueAfterMs * factor),
+    offlineAfterMs: Math.round(policy.offlineAfterMs * factor)
+  }
+}
+
+export const welcomeFrame = (state: DeviceState, now: number, ticketExpiresAt: number, policy: ActorPolicy) =>
   JSON.stringify({
     type: "welcome",
     deviceId: state.deviceId,
     serverTime: now,
-    heartbeatIntervalS,
+    heartbeatIntervalS: timingOf(state, policy).intervalS,
     durableSeq: state.durableSeq,
     ticketExpiresAt
   })
@@ -465,7 +490,7 @@ export const step = (current: DeviceState, message: ActorMessage, env: Env): Ste
       effects.push({
         _tag: "Send",
         connection,
-        frame: welcomeFrame(next, now, message.ticketExpiresAt, policy.heartbeatIntervalS)
+        frame: welcomeFrame(next, now, message.ticketExpiresAt, policy)
       })
       if (message.ticketExpiresAt - now < policy.ticketTtlMs / 2) effects.push({ _tag: "RenewTicket", connection })
       next = sendPending(next, connection, now, effects, true)
@@ -544,7 +569,9 @@ export const step = (current: DeviceState, message: ActorMessage, env: Env): Ste
         wakeups: command.wakeups,
         lastWakeAt: command.lastWakeAt
       }))
-      let next: DeviceState = { ...state, generation: message.generation, retired: false, hmacKey: message.hmacKey, commands }
+      // A re-enrolled device starts over at the engine's interval (PROTOCOL.md 15.7).
+      let next: DeviceState = { ...state, generation: message.generation, retired: false, hmacKey: message.hmacKey, commands, heartbeatIntervalS: undefined }
+      if (state.heartbeatIntervalS !== undefined) effects.push({ _tag: "HeartbeatIntervalChanged", intervalS: undefined })
       if (state.connection !== undefined) {
         effects.push(
           { _tag: "Send", connection: state.connection, frame: errorFrame("TICKET_INVALID", "credentials were replaced: get a new ticket") },
@@ -581,9 +608,19 @@ export const step = (current: DeviceState, message: ActorMessage, env: Env): Ste
         case "Advanced":
           effects.push({ _tag: "CommandChanged", transition: outcome.transition })
           return [{ ...state, commands: state.commands.map((c) => (c.id === outcome.command.id ? outcome.command : c)) }, effects]
-        case "Completed":
+        case "Completed": {
           effects.push({ _tag: "CommandChanged", transition: outcome.transition })
-          return [{ ...state, commands: state.commands.filter((c) => c.id !== outcome.transition.commandId) }, effects]
+          const completed = state.commands.find((c) => c.id === outcome.transition.commandId)
+          let next: DeviceState = { ...state, commands: state.commands.filter((c) => c.id !== outcome.transition.commandId) }
+          if (completed?.type === "set_heartbeat_interval" && outcome.transition.status === "succeeded") {
+            const intervalS = completed.params["intervalS"]
+            if (typeof intervalS === "number") {
+              next = { ...next, heartbeatIntervalS: intervalS }
+              effects.push({ _tag: "HeartbeatIntervalChanged", intervalS })
+            }
+          }
+          return [next, effects]
+        }
       }
     }
     case "CancelCommand": {
@@ -636,14 +673,15 @@ export const step = (current: DeviceState, message: ActorMessage, env: Env): Ste
     case "Tick": {
       let next = state
       const silentFor = now - (state.lastHeartbeatAt ?? state.presenceSince)
+      const timing = timingOf(state, policy)
       if (state.presence === "connected" || state.presence === "overdue") {
-        if (silentFor >= policy.offlineAfterMs) {
+        if (silentFor >= timing.offlineAfterMs) {
           next = transition(next, "offline", `no heartbeat for ${seconds(silentFor)}`, now, effects)
-        } else if (state.presence === "connected" && silentFor >= policy.overdueAfterMs) {
+        } else if (state.presence === "connected" && silentFor >= timing.overdueAfterMs) {
           next = transition(
             next,
             "overdue",
-            `heartbeat overdue: none for ${seconds(silentFor)} (interval ${policy.heartbeatIntervalS}s)`,
+            `heartbeat overdue: none for ${seconds(silentFor)} (interval ${timing.intervalS}s)`,
             now,
             effects
           )
@@ -669,8 +707,9 @@ export const needsTick = (state: DeviceState, now: number, policy: ActorPolicy, 
     case "connected":
     case "overdue": {
       const silentFor = now - (state.lastHeartbeatAt ?? state.presenceSince)
-      if (silentFor >= policy.offlineAfterMs) return true
-      if (state.presence === "connected" && silentFor >= policy.overdueAfterMs) return true
+      const timing = timingOf(state, policy)
+      if (silentFor >= timing.offlineAfterMs) return true
+      if (state.presence === "connected" && silentFor >= timing.overdueAfterMs) return true
       break
     }
     case "grace":

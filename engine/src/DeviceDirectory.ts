@@ -26,6 +26,7 @@ interface Row {
   readonly recorded_at_ms: number | null
   readonly hmac_key: Uint8Array
   readonly fcm_token: string | null
+  readonly heartbeat_interval_s: number | null
 }
 
 interface CommandRow {
@@ -62,6 +63,7 @@ const toRecord = (row: Row, commands: ReadonlyArray<NewCommand>): DeviceRecord =
   presenceSince: row.presence_since_ms ?? undefined,
   hmacKey: Buffer.from(row.hmac_key),
   fcmToken: row.fcm_token ?? undefined,
+  heartbeatIntervalS: row.heartbeat_interval_s ?? undefined,
   openCommands: commands
 })
 
@@ -72,13 +74,15 @@ export class DeviceDirectory extends Context.Tag("@nexmdm/engine/DeviceDirectory
     /** Devices the database last saw present (not offline, not retired): after a restart their
      * actors must exist, or nobody would ever move them to offline. */
     readonly loadPresent: Effect.Effect<ReadonlyArray<DeviceRecord>, SqlError.SqlError>
+    /** Stores a device's own heartbeat interval (undefined: the engine's), for the next load. */
+    readonly saveHeartbeatInterval: (deviceId: string, intervalS: number | undefined) => Effect.Effect<void, SqlError.SqlError>
   }
 >() {}
 
 const selectRecords = (where: string) => `
   select d.id, d.credential_generation, d.retired_at is not null as retired, d.presence, d.presence_reason,
     (extract(epoch from d.presence_since) * 1000)::float8 as presence_since_ms, d.hmac_key,
-    case when d.fcm_token_status = 'valid' then d.fcm_token end as fcm_token,
+    case when d.fcm_token_status = 'valid' then d.fcm_token end as fcm_token, d.heartbeat_interval_s,
     h.seq, (extract(epoch from h.recorded_at) * 1000)::float8 as recorded_at_ms
   from devices d
   left join lateral (
@@ -135,6 +139,8 @@ export const layer = Layer.scoped(
     const batched = yield* DataLoader.dataLoader(resolver, { window: Duration.millis(2), maxBatchSize: 1000 })
     return DeviceDirectory.of({
       load: (deviceId) => Effect.request(new LoadDevice({ deviceId }), batched),
+      saveHeartbeatInterval: (deviceId, intervalS) =>
+        sql`update devices set heartbeat_interval_s = ${intervalS ?? null} where id = ${deviceId}`.pipe(Effect.asVoid),
       loadPresent: sql
         .unsafe<Row>(selectRecords("d.presence <> 'offline' and d.retired_at is null"))
         .pipe(

@@ -197,6 +197,18 @@ export const make = Effect.gen(function* () {
           )
           break
         }
+        case "HeartbeatIntervalChanged":
+          run(
+            directory.saveHeartbeatInterval(actor.deviceId, effect.intervalS).pipe(
+              Effect.retry(Schedule.exponential(Duration.millis(200)).pipe(Schedule.compose(Schedule.recurs(8)))),
+              Effect.catchAll((error) =>
+                Effect.logError("device heartbeat interval not stored: it reverts to the engine's after a restart", error).pipe(
+                  Effect.annotateLogs({ module: "DeviceRegistry", deviceId: actor.deviceId })
+                )
+              )
+            )
+          )
+          break
         case "RenewTicket": {
           const issued = tickets.issue(actor.deviceId, actor.state!.generation)
           effect.connection.send(JSON.stringify({ type: "ticket", ticket: issued.ticket, expiresAt: issued.expiresAt }))

@@ -63,6 +63,26 @@ const signedResult = (enrolled: Enrolled, id: string, status: "succeeded" | "fai
 }
 
 describe("commands", () => {
+  it("set_heartbeat_interval: once the device reports success the engine stores the interval and welcomes with it", async () => {
+    const enrolled = await device("hw-cmd-interval")
+    const socket = await connect(enrolled)
+    const { command } = await create({ deviceId: enrolled.deviceId, type: "set_heartbeat_interval", params: { intervalS: 300 } })
+    await socket.waitFor((f) => f.type === "command" && f.id === command.id)
+    socket.send(signedResult(enrolled, command.id, "succeeded", { result: { intervalS: 300 } }))
+    await untilStatus(command.id, "succeeded")
+    const stored = await eventually(async () => {
+      const [device] = await engine.run(
+        Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ heartbeat_interval_s: number | null }>`select heartbeat_interval_s from devices where id = ${enrolled.deviceId}`)
+      )
+      return device?.heartbeat_interval_s ?? undefined
+    })
+    expect(stored).toBe(300)
+    socket.close()
+    const again = await DeviceSocket.open(engine.wsUrl, enrolled.ticket)
+    expect(await again.waitFor((f) => f.type === "welcome")).toMatchObject({ heartbeatIntervalS: 300 })
+    again.close()
+  })
+
   it("runs the full lifecycle over the socket with signatures both ways", async () => {
     const enrolled = await device("hw-cmd-socket")
     const socket = await connect(enrolled)

@@ -3,6 +3,7 @@
  */
 import { describe, expect, it } from "vitest"
 import { Heartbeat } from "@nexmdm/protocol"
+import { resultSigningString, sign } from "@nexmdm/protocol/signing"
 import {
   type ActorEffect,
   type ActorMessage,
@@ -53,7 +54,8 @@ const fresh = (): DeviceState =>
       presenceSince: undefined,
       hmacKey: Buffer.alloc(32, 1),
       fcmToken: undefined,
-      openCommands: []
+      openCommands: [],
+      heartbeatIntervalS: undefined
     },
     T0
   )
@@ -310,5 +312,34 @@ describe("device actor", () => {
       "cmd_aaaaaaaaaaaaaaaaaaaaaaaa",
       "cmd_bbbbbbbbbbbbbbbbbbbbbbbb"
     ])
+  })
+
+  it("a succeeded set_heartbeat_interval scales the device's overdue and offline thresholds, and re-enrolment resets them", () => {
+    const c = connection(1)
+    const id = "cmd_cccccccccccccccccccccccc"
+    const key = Buffer.alloc(32, 1)
+    const completedAt = T0 + 3
+    const sig = sign(key, resultSigningString({ id, deviceId: "dev_aaaaaaaaaaaaaaaaaaaaaaaa", status: "succeeded", completedAt }))
+    const { state, effects } = run(fresh(), [
+      connect(c),
+      [T0 + 1, { _tag: "CommandQueued", command: { id, type: "set_heartbeat_interval", params: { intervalS: 300 }, issuedAt: T0, expiresAt: T0 + 60_000 } }],
+      [T0 + 2, { _tag: "Heartbeat", connectionId: 1, heartbeat: hb(1), receivedAt: 0 }],
+      [T0 + 3, { _tag: "CommandReport", connectionId: 1, report: { type: "command_result", id, status: "succeeded", completedAt, sig } as never }]
+    ])
+    expect(state.heartbeatIntervalS).toBe(300)
+    expect(effects).toContainEqual({ _tag: "HeartbeatIntervalChanged", intervalS: 300 })
+    // The engine's 75 s (2.5 x 30 s) becomes 750 s for a device heartbeating every 300 s.
+    expect(needsTick(state, T0 + 2 + 700_000, policy)).toBe(false)
+    const quiet = run(state, [[T0 + 2 + 700_000, { _tag: "Tick" }]])
+    expect(quiet.state.presence).toBe("connected")
+    const overdue = run(quiet.state, [[T0 + 2 + 750_000, { _tag: "Tick" }]])
+    expect(presenceEvents(overdue.effects)).toEqual(["overdue: heartbeat overdue: none for 750s (interval 300s)"])
+    // The next connection is welcomed with the device's own interval.
+    const again = run(overdue.state, [connect(connection(2), T0 + 800_000)])
+    const welcome = again.effects.flatMap((e) => (e._tag === "Send" && e.frame.includes('"welcome"') ? [JSON.parse(e.frame)] : []))
+    expect(welcome[0]).toMatchObject({ heartbeatIntervalS: 300 })
+    const reenrolled = run(again.state, [[T0 + 900_000, { _tag: "CredentialsReplaced", generation: 2, hmacKey: Buffer.alloc(32, 2) }]])
+    expect(reenrolled.state.heartbeatIntervalS).toBeUndefined()
+    expect(reenrolled.effects).toContainEqual({ _tag: "HeartbeatIntervalChanged", intervalS: undefined })
   })
 })
