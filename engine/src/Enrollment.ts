@@ -187,7 +187,7 @@ export const make = Effect.gen(function* () {
         yield* sql`insert into device_events (device_id, at, kind, reason, detail)
           values (${row!.id}, now(), ${row!.reenrolled ? "reenrolled" : "enrolled"},
             ${row!.reenrolled ? "enrolled again: previous credentials revoked" : "enrolled"},
-            ${JSON.stringify({ tokenId, model: request.model ?? null, agentVersion: request.agentVersion ?? null })}::jsonb)`
+            ${JSON.stringify({ tokenId, model: request.model ?? null, agentVersion: request.agentVersion ?? null, serial: request.serial ?? null })}::jsonb)`
         return row!
       })
     )

@@ -15,7 +15,12 @@ export class EnrollRequest extends Schema.Class<EnrollRequest>("EnrollRequest")(
   model: Schema.optional(PrintableString(0, 128)),
   manufacturer: Schema.optional(PrintableString(0, 128)),
   osVersion: Schema.optional(PrintableString(0, 64)),
-  agentVersion: Schema.optional(PrintableString(0, 64))
+  agentVersion: Schema.optional(PrintableString(0, 64)),
+  /**
+   * Optional: the serial the provisioning script knew the device by (the `device_serial` extra of the
+   * agent's ENROLL intent, else the device's own serial). The script waits for this serial to enrol.
+   */
+  serial: Schema.optional(PrintableString(1, 128))
 }) {}
 
 export class EnrollResponse extends Schema.Class<EnrollResponse>("EnrollResponse")({
