@@ -50,11 +50,17 @@ const call = async (adminUrl: string, method: "GET" | "POST", path: string, head
 
 const describe = (what: string, answer: Answer) => `${what} -> HTTP ${answer.status}: ${JSON.stringify(answer.body).slice(0, 300)}`
 
+/** Logs in as the owner; returns the access JWT (for the REST API and the live streams). */
+export const login = async (adminUrl: string, email: string, password: string): Promise<string> => {
+  const answer = await call(adminUrl, "POST", "/auth/login", {}, { email, password })
+  const accessToken = (answer.body as { accessToken?: unknown } | null)?.accessToken
+  if (answer.status !== 200 || typeof accessToken !== "string") throw new Error(describe("POST /api/v1/auth/login", answer))
+  return accessToken
+}
+
 /** Logs in as the owner and creates an API key with commands:send + read; returns the key. */
 export const createApiKey = async (adminUrl: string, email: string, password: string): Promise<string> => {
-  const login = await call(adminUrl, "POST", "/auth/login", {}, { email, password })
-  const accessToken = (login.body as { accessToken?: unknown } | null)?.accessToken
-  if (login.status !== 200 || typeof accessToken !== "string") throw new Error(describe("POST /api/v1/auth/login", login))
+  const accessToken = await login(adminUrl, email, password)
   const created = await call(adminUrl, "POST", "/api-keys", { authorization: `Bearer ${accessToken}` }, { name: "bench", scopes: ["commands:send", "read"] })
   const key = (created.body as { key?: unknown } | null)?.key
   if (created.status !== 201 || typeof key !== "string") throw new Error(describe("POST /api/v1/api-keys", created))

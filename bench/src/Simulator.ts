@@ -186,6 +186,8 @@ const trace = (device: { deviceId: string }, event: string, seq: number | string
 }
 const httpLatency = new LatencyHistogram()
 let schedLagMaxMs = 0
+/** Date.now() of the latest welcome (the reconnect-storm and crash scenarios time recovery with it). */
+let lastWelcomeEpochMs = 0
 
 // ---------------------------------------------------------------------------------------------
 // HTTP helpers
@@ -557,6 +559,7 @@ class Simulation {
         if (device.online) violation("second welcome on one socket")
         device.online = true
         device.welcomeAt = now
+        lastWelcomeEpochMs = Date.now()
         if (frame["deviceId"] !== device.deviceId) violation(`welcome.deviceId ${String(frame["deviceId"])} != ${device.deviceId}`)
         const interval = Number(frame["heartbeatIntervalS"])
         if (!this.intervalWarned && interval !== this.periodMs / 1000) {
@@ -588,6 +591,7 @@ class Simulation {
         }
         if (device.acked.add(seq) && seq === device.acked.max() && device.durableSeq < seq) device.durableReachedAt = null
         this.advanceDurable(device, Number(frame["durableSeq"]), now)
+        if (this.config.closedLoop === true && seq === device.nextSeq - 1 && this.phase === "running") this.produce(device, now)
         return
       }
       case "durable":
@@ -798,6 +802,10 @@ class Simulation {
         if (response.ticket !== undefined) device.ticket = response.ticket
         this.advanceDurable(device, response.durableSeq, now)
         if (response.acked.length < batch.length) this.backlogged.add(device)
+        else if (this.config.closedLoop === true && this.phase === "running" && device.acked.has(device.nextSeq - 1)) {
+          // The next POST starts once this one has returned (finally below), hence the microtask.
+          queueMicrotask(() => this.produce(device, performance.now()))
+        }
         return
       }
       if (result.code !== null) countError(result.code)
@@ -863,6 +871,8 @@ class Simulation {
       if (++this.cursor === this.devices.length) {
         this.cursor = 0
         this.round++
+        // Closed loop: the schedule only starts each device once; acks drive the rest.
+        if (this.config.closedLoop === true) return
       }
     }
   }
@@ -874,6 +884,12 @@ class Simulation {
   }
 
   // ---- end of run -------------------------------------------------------------------------
+
+  onlineCount(): number {
+    let n = 0
+    for (const device of this.devices) if (device.http ? !device.retired : device.online) n++
+    return n
+  }
 
   unackedCount(): number {
     let n = 0
@@ -968,7 +984,9 @@ const reportTick = () => {
     counters: snapshotCounters(),
     ws: wsLatency.takeSnapshot(),
     http: httpLatency.takeSnapshot(),
-    schedLagMaxMs
+    schedLagMaxMs,
+    online: simulation === null ? 0 : simulation.onlineCount(),
+    lastWelcomeEpochMs
   })
   schedLagMaxMs = 0
 }

@@ -22,6 +22,11 @@ export interface WorkerConfig {
   readonly rateHz: number
   readonly enrollConcurrency: number
   readonly connectConcurrency: number
+  /**
+   * Closed loop (the `max` scenario): each device sends its next heartbeat as soon as the previous
+   * one is acked, instead of on the 1/rateHz schedule.
+   */
+  readonly closedLoop?: boolean
 }
 
 export type ParentMessage =
@@ -88,6 +93,10 @@ export type WorkerMessage =
     readonly http: HistogramSnapshot
     /** How late the scheduler ran heartbeats (ms), max since the previous tick: > a few ms = simulator saturated. */
     readonly schedLagMaxMs: number
+    /** WebSocket devices with a welcomed socket now, plus every HTTP device (always "online"). */
+    readonly online: number
+    /** Date.now() of the latest welcome any device of this worker received (0: none yet). */
+    readonly lastWelcomeEpochMs: number
   }
   | {
     readonly type: "drained"

@@ -9,8 +9,10 @@
  * simulator CPU, engine memory, write-behind lag and checks that every acked heartbeat is in
  * PostgreSQL exactly once. The last line of stdout is one JSON object with the figures.
  */
-import { execFileSync, fork, type ChildProcess } from "node:child_process"
-import { mkdirSync, writeFileSync } from "node:fs"
+import { execFileSync, fork, spawn, type ChildProcess } from "node:child_process"
+import { existsSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { createInterface } from "node:readline"
 import { availableParallelism } from "node:os"
 import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
@@ -35,8 +37,17 @@ import {
 import { LatencyHistogram, round } from "./Stats.js"
 import type { Counters, DeviceReport, ParentMessage, WorkerConfig, WorkerMessage } from "./WorkerMessages.js"
 import { checkZeroLoss, RowCounter, type ZeroLossResult } from "./ZeroLoss.js"
+import type { AttackerConfig, AttackerResult } from "./Attacker.js"
+import { startBaseline, type ServerProcess } from "./BaselineProcess.js"
+import type { SubscribersConfig, SubscribersResult } from "./LiveSubscribers.js"
+import { Progress } from "./Progress.js"
+import { forkSidecar, type Sidecar } from "./Sidecar.js"
+import { type SeriesPoint, Timeline, type TimelineEvent } from "./Timeline.js"
+import { findPreviousRun, ratio, type Ratio, runName, writeReport } from "./Report.js"
+import { createThrowawayPostgres, type ThrowawayPostgres } from "./ThrowawayPostgres.js"
 import {
   commandsEngineEnv,
+  login,
   computeCommandFigures,
   createApiKey,
   randomOwner,
@@ -51,22 +62,40 @@ import {
 // Options
 // ---------------------------------------------------------------------------------------------
 
-const USAGE = `usage: npm run bench -- [heartbeats|commands] [options]
+const USAGE = `usage: npm run bench -- <scenario> [options]
 
-  scenario               heartbeats (default): steady heartbeats only
-                         commands: heartbeats plus signed remote commands over the admin API:
-                         a round-trip phase (--cmd-rate pings/s to random devices for --duration),
-                         then one bulk ping to every device (fan-out). WebSocket devices only.
+scenarios (each runs alone; README.md describes what each measures):
+  steady           N devices at 1 heartbeat/s (--http-share of them on the HTTP fallback). Alias: heartbeats
+  max              closed loop: each device sends its next heartbeat when the previous one is acked
+  reconnect-storm  restart the engine mid-run (SIGTERM, same ports): time until every device is back online
+  crash            kill -9 the engine mid-run and restart it: devices resend past the durable watermark;
+                   every heartbeat generated must be in PostgreSQL exactly once
+  db-outage        stop PostgreSQL (a throwaway cluster of the bench's own) for --outage s mid-run, start it again
+  fan-out          one bulk command to every device: delivery p50/p95/p99, heartbeat ack p95 meanwhile
+  console          --subscribers live WatchFleet streams over /api/live while the fleet heartbeats
+  abuse            malformed, oversized, unauthenticated frames and bad logins flood alongside the fleet
+                   in the second half of the run; the fleet's p95 must stay within 2x of the first half
+  commands         round trips of single commands at --cmd-rate, then a fan-out (WebSocket devices only)
 
   --devices N            simulated devices (default 100)
-  --duration S           seconds of steady load, after enrollment and connect (default 30)
+  --duration S           seconds of load, after enrollment and connect (default 30)
+  --target T             engine (default: start one), ceiling or naive (start that baseline from
+                         bench/baselines/), or the URL of a running engine's device plane
+  --baseline / --ceiling after the run, run the same scenario against that baseline and report ratios
   --workers W            simulator processes (default min(4, ceil(N / 2500)))
-  --http-share F         share of devices on the HTTP fallback (default 0.05)
-  --target URL           device plane of a running engine (default: start one)
-  --database-url URL     with --target: its database, for the zero-loss check and the token;
-                         without: the PostgreSQL server to create a fresh database on
+  --http-share F         share of devices on the HTTP fallback (default 0.05 for steady, crash,
+                         reconnect-storm, db-outage, abuse; 0 for the others)
+  --disrupt-at S         reconnect-storm, crash, db-outage: seconds into the run (default duration / 3)
+  --outage S             db-outage: how long PostgreSQL stays down (default 20)
+  --subscribers M        console: live subscribers (default 10)
+  --flush-ms MS          console: WatchFleet flushMs asked for (default 100)
+  --abuse-rate R         abuse: attack attempts per second (default 200)
+  --abuse-kinds K,K      abuse: only these attacks (socket-no-auth, socket-bad-ticket, socket-bad-hello,
+                         socket-oversized, device-malformed, enroll-bad-token, login-bad-password, http-garbage)
+  --database-url URL     with a URL --target: its database, for the zero-loss check and the token;
+                         otherwise: the PostgreSQL server to create a fresh database on
                          (default $DATABASE_URL or ${DEFAULT_DATABASE_URL})
-  --admin-url URL        with --target: admin plane, for process_resident_memory_bytes
+  --admin-url URL        with a URL --target: admin plane, for process_resident_memory_bytes
   --token T              enrollment token (default: created with the engine CLI)
   --keep-db              keep the fresh database
   --engine-env K=V       extra environment for the spawned engine (repeatable), e.g.
@@ -76,13 +105,45 @@ const USAGE = `usage: npm run bench -- [heartbeats|commands] [options]
   --warmup S             first seconds of the run left out of the latency figures (default 5)
   --drain-timeout S      wait for outstanding acks after the run (default 10)
   --durable-timeout S    wait for every acked heartbeat to be durable (default 30)
-  --json-out FILE        also write the result JSON there (default bench/results/<time>.json)
+  --results-dir DIR      where the JSON, Markdown and SVG reports go (default bench/results)
+  --json-out FILE        also write the result JSON there
+  --no-report            no files at all (the JSON line is still printed)
+  --no-build             reuse engine/build/ instead of bundling the engine first
+  --no-thresholds        a latency target missed (abuse: p95 over 2x) is a problem, not a failure;
+                         lost or duplicated heartbeats always fail the run
   --cmd-rate R           commands scenario: single-device commands per second (default 20)
-  --fanout-timeout S     commands scenario: wait for the bulk job to finish (default 120)
+  --fanout-timeout S     commands, fan-out: wait for the bulk job to finish (default 120)
 `
 
+export const SCENARIOS = ["steady", "max", "reconnect-storm", "crash", "db-outage", "fan-out", "console", "abuse", "commands"] as const
+export type Scenario = (typeof SCENARIOS)[number]
+/** Scenarios the baselines can run: they have no admin plane, no commands, no restart logic worth measuring. */
+const BASELINE_SCENARIOS: ReadonlyArray<Scenario> = ["steady", "max"]
+/** Scenarios that need an engine of the bench's own (an owner account, or processes to kill). */
+const OWN_ENGINE_SCENARIOS: ReadonlyArray<Scenario> = ["commands", "fan-out", "console", "crash", "reconnect-storm", "db-outage"]
+/** Scenarios that log in as the owner (admin API or live streams). */
+const OWNER_SCENARIOS: ReadonlyArray<Scenario> = ["commands", "fan-out", "console"]
+
+type TargetKind = "engine" | "ceiling" | "naive" | "url"
+
 interface Options {
-  readonly scenario: "heartbeats" | "commands"
+  readonly scenario: Scenario
+  readonly targetKind: TargetKind
+  readonly compareBaseline: boolean
+  readonly compareCeiling: boolean
+  readonly disruptAtMs: number
+  readonly outageMs: number
+  readonly subscribers: number
+  readonly flushMs: number
+  readonly abuseRate: number
+  readonly abuseKinds: ReadonlyArray<string> | null
+  readonly resultsDir: string
+  readonly report: boolean
+  /** Latency targets (abuse: 2x) fail the run; off for smoke runs on a busy machine. Loss always fails. */
+  readonly thresholds: boolean
+  /** Bundle the engine before starting it (off: reuse engine/build/, e.g. the smoke run built it once). */
+  readonly build: boolean
+  readonly argv: ReadonlyArray<string>
   readonly cmdRate: number
   readonly fanoutTimeoutMs: number
   readonly devices: number
@@ -126,6 +187,18 @@ const parseOptions = (argv: ReadonlyArray<string>): Options => {
       "drain-timeout": { type: "string" },
       "durable-timeout": { type: "string" },
       "json-out": { type: "string" },
+      "results-dir": { type: "string" },
+      "no-report": { type: "boolean" },
+      "no-thresholds": { type: "boolean" },
+      "no-build": { type: "boolean" },
+      baseline: { type: "boolean" },
+      ceiling: { type: "boolean" },
+      "disrupt-at": { type: "string" },
+      outage: { type: "string" },
+      subscribers: { type: "string" },
+      "flush-ms": { type: "string" },
+      "abuse-rate": { type: "string" },
+      "abuse-kinds": { type: "string" },
       "cmd-rate": { type: "string" },
       "fanout-timeout": { type: "string" },
       help: { type: "boolean", short: "h" }
@@ -143,24 +216,51 @@ const parseOptions = (argv: ReadonlyArray<string>): Options => {
     return n
   }
   if (positionals.length > 1) throw new Error(`one scenario at most, got ${positionals.join(" ")}`)
-  const scenario = positionals[0] ?? "heartbeats"
-  if (scenario !== "heartbeats" && scenario !== "commands") throw new Error(`unknown scenario "${scenario}" (heartbeats or commands)`)
+  const named = positionals[0] ?? "steady"
+  const scenario = (named === "heartbeats" ? "steady" : named) as Scenario
+  if (!SCENARIOS.includes(scenario)) throw new Error(`unknown scenario "${named}" (${SCENARIOS.join(", ")})`)
   const devices = Math.floor(number("devices", values.devices, 100, 1, 100_000))
-  if (scenario === "commands") {
-    // Commands reach HTTP-fallback devices only by long-polling, which the simulator does not do.
-    if (values["http-share"] !== undefined && Number(values["http-share"]) !== 0) throw new Error("the commands scenario needs --http-share 0 (WebSocket devices only)")
-    if (values.target !== undefined) throw new Error("the commands scenario starts its own engine (no --target): it needs an owner account")
+  const rawTarget = values.target ?? "engine"
+  const targetKind: TargetKind = rawTarget === "engine" || rawTarget === "ceiling" || rawTarget === "naive" ? rawTarget : "url"
+  if (targetKind === "url" && !/^https?:\/\//.test(rawTarget)) throw new Error(`--target must be engine, ceiling, naive or an http(s) URL, got "${rawTarget}"`)
+  if ((targetKind === "ceiling" || targetKind === "naive") && !BASELINE_SCENARIOS.includes(scenario)) {
+    throw new Error(`the ${targetKind} baseline runs ${BASELINE_SCENARIOS.join(" and ")} only`)
   }
+  if (targetKind === "url" && OWN_ENGINE_SCENARIOS.includes(scenario)) {
+    throw new Error(`the ${scenario} scenario starts its own engine (no --target URL)`)
+  }
+  const websocketOnly = scenario === "commands" || scenario === "fan-out"
+  if (websocketOnly && values["http-share"] !== undefined && Number(values["http-share"]) !== 0) {
+    // Commands reach HTTP-fallback devices only by long-polling, which the simulator does not do.
+    throw new Error(`the ${scenario} scenario needs --http-share 0 (WebSocket devices only)`)
+  }
+  if ((values.baseline === true || values.ceiling === true) && targetKind !== "engine") throw new Error("--baseline and --ceiling compare the engine: no --target")
+  const duration = number("duration", values.duration, 30, 1, 86_400)
+  const defaultHttpShare = ["steady", "crash", "reconnect-storm", "db-outage", "abuse"].includes(scenario) ? 0.05 : 0
   const databaseUrl = values["database-url"] ?? process.env["DATABASE_URL"]
   return {
     scenario,
+    targetKind,
+    compareBaseline: values.baseline === true,
+    compareCeiling: values.ceiling === true,
+    disruptAtMs: number("disrupt-at", values["disrupt-at"], duration / 3, 0, 86_400) * 1000,
+    outageMs: number("outage", values.outage, 20, 0, 3600) * 1000,
+    subscribers: Math.floor(number("subscribers", values.subscribers, 10, 1, 1000)),
+    flushMs: Math.floor(number("flush-ms", values["flush-ms"], 100, 50, 10_000)),
+    abuseRate: number("abuse-rate", values["abuse-rate"], 200, 1, 100_000),
+    abuseKinds: values["abuse-kinds"] === undefined ? null : values["abuse-kinds"].split(",").map((k) => k.trim()).filter((k) => k.length > 0),
+    resultsDir: values["results-dir"] ?? `${repoRoot}bench/results`,
+    report: values["no-report"] !== true,
+    thresholds: values["no-thresholds"] !== true,
+    build: values["no-build"] !== true,
+    argv: [...argv],
     cmdRate: number("cmd-rate", values["cmd-rate"], 20, 0.1, 10_000),
     fanoutTimeoutMs: number("fanout-timeout", values["fanout-timeout"], 120, 1, 3600) * 1000,
     devices,
-    duration: number("duration", values.duration, 30, 1, 86_400),
+    duration,
     workers: Math.floor(number("workers", values.workers, Math.min(4, Math.ceil(devices / 2500)), 1, 64)),
-    httpShare: number("http-share", values["http-share"], scenario === "commands" ? 0 : 0.05, 0, 1),
-    target: values.target ?? null,
+    httpShare: number("http-share", values["http-share"], defaultHttpShare, 0, 1),
+    target: targetKind === "url" ? rawTarget : null,
     databaseUrl: databaseUrl ?? DEFAULT_DATABASE_URL,
     databaseUrlGiven: values["database-url"] !== undefined,
     adminUrl: values["admin-url"] ?? null,
@@ -204,12 +304,19 @@ class Worker {
   readonly received = new Map<string, WorkerMessage>()
   private readonly waiters = new Map<string, Array<{ resolve: (m: WorkerMessage) => void; reject: (e: Error) => void }>>()
   counters: Counters | null = null
+  /** The latest tick and when it arrived (performance.now()): devices online, latest welcome. */
+  lastTick: MessageOf<"tick"> | null = null
+  lastTickAt = 0
   exited: { code: number | null; signal: NodeJS.Signals | null } | null = null
 
   constructor(readonly index: number, readonly child: ChildProcess, onMessage: (worker: Worker, message: WorkerMessage) => void) {
     child.on("message", (raw) => {
       const message = raw as WorkerMessage
       if (message.type === "tick" || message.type === "drained" || message.type === "final") this.counters = message.counters
+      if (message.type === "tick") {
+        this.lastTick = message
+        this.lastTickAt = performance.now()
+      }
       onMessage(this, message)
       this.received.set(message.type, message)
       for (const waiter of this.waiters.get(message.type) ?? []) waiter.resolve(message)
@@ -252,6 +359,20 @@ class Worker {
 }
 
 const simulatorPath = fileURLToPath(new URL("./Simulator.ts", import.meta.url))
+const sidecarPath = (name: string) => fileURLToPath(new URL(`./${name}`, import.meta.url))
+
+/** Enrolled by the abuse scenario's attacker with the run's token (its malformed-frame devices). */
+const ATTACKER_DEVICES = 4
+
+/** What a scenario did to the server mid-run, in epoch ms. */
+interface Disruption {
+  readonly kind: "restart" | "crash" | "outage"
+  readonly downAtEpochMs: number
+  /** The engine answered /readyz again (restart, crash) or PostgreSQL was started again (outage). */
+  readonly readyAtEpochMs: number
+  /** Every device was online again (restart, crash). */
+  readonly recoveredAtEpochMs: number | null
+}
 
 const forkWorker = (index: number, taskset: string | null, core: number | null, onMessage: (w: Worker, m: WorkerMessage) => void): Worker => {
   // With pinning, fork runs `taskset -c <core> node --import tsx Simulator.ts` so that every thread
@@ -297,15 +418,23 @@ const sumCounters = (all: ReadonlyArray<Counters | null>): Counters => {
 
 interface Cleanup {
   workers: Array<Worker>
-  engine: RunningEngine | null
+  engine: ServerProcess | null
   database: FreshDatabase | null
   keepDb: boolean
+  throwaway: ThrowawayPostgres | null
+  subscribers: { stop: () => Promise<unknown> } | null
 }
-const cleanup: Cleanup = { workers: [], engine: null, database: null, keepDb: false }
+const cleanup: Cleanup = { workers: [], engine: null, database: null, keepDb: false, throwaway: null, subscribers: null }
 
 const releaseResources = async () => {
   for (const worker of cleanup.workers) if (worker.exited === null) worker.child.kill("SIGTERM")
+  if (cleanup.subscribers !== null) await cleanup.subscribers.stop().catch(() => undefined)
   if (cleanup.engine !== null && cleanup.engine.alive()) await cleanup.engine.stop(30_000)
+  if (cleanup.throwaway !== null) {
+    // The whole cluster goes, database and all.
+    await cleanup.throwaway.destroy().catch((e: unknown) => warn(`could not remove the throwaway cluster: ${String(e)}`))
+    return
+  }
   if (cleanup.database !== null && !cleanup.keepDb) {
     await cleanup.database.drop().catch((e: unknown) => warn(`could not drop ${cleanup.database?.name}: ${String(e)}`))
   }
@@ -316,6 +445,8 @@ interface Outcome {
   readonly ok: boolean
   /** The engine's /metrics at the end of the run, saved next to the result. */
   readonly metrics: string | null
+  readonly series: ReadonlyArray<SeriesPoint>
+  readonly events: ReadonlyArray<TimelineEvent>
 }
 
 const run = async (options: Options): Promise<Outcome> => {
@@ -336,55 +467,82 @@ const run = async (options: Options): Promise<Outcome> => {
     // The orchestrator itself (DB polling, histogram merging) stays off the engine's core too.
     execFileSync(taskset, ["-a", "-p", "-c", "1", String(process.pid)], { stdio: "ignore" })
   }
-  const engineCore = pin && options.target === null ? 0 : null
+  const engineCore = pin && options.targetKind !== "url" ? 0 : null
   const simulatorCore = pin ? 1 : null
   say(pin ? `pinning: engine -> core 0, simulator -> core 1 (taskset); PostgreSQL is not pinned` : `pinning: off (${taskset === null ? "no taskset" : `${cores} core(s)`}${options.pin === false ? ", --no-pin" : ""})`)
 
-  // ---- engine and database ----
+  // ---- database, then the engine or a baseline ----
   const owner = randomOwner()
+  const ownerEnv = OWNER_SCENARIOS.includes(options.scenario) ? commandsEngineEnv(owner.email, owner.password) : {}
+  // max: the closed loop sends far more than the production 20 frames/s per connection.
+  const maxEnv = options.scenario === "max" ? { NEXMDM_FRAME_RATE_PER_S: "100000" } : {}
+  const engineEnv = { ...ownerEnv, ...maxEnv, ...options.engineEnv }
   let deviceUrl: string
   let databaseUrl: string | null
   let engine: RunningEngine | null = null
-  if (options.target === null) {
-    const database = await createFreshDatabase(options.databaseUrl)
-    cleanup.database = database
-    cleanup.keepDb = options.keepDb
-    say(`database ${database.name} created`)
-    say("starting the engine (argon2 for device secrets at 1 MiB / 1 pass, so enrollment is cheap: enrollment cost is not measured)")
-    engine = await startEngine({
-      databaseUrl: database.url,
-      pinCore: engineCore,
-      env: options.scenario === "commands" ? { ...commandsEngineEnv(owner.email, owner.password), ...options.engineEnv } : options.engineEnv
-    })
-    if (Object.keys(options.engineEnv).length > 0) say(`engine environment overrides: ${JSON.stringify(options.engineEnv)}`)
-    cleanup.engine = engine
-    deviceUrl = engine.deviceUrl
-    databaseUrl = database.url
-    say(`engine ready: pid ${engine.pid}, device plane ${engine.deviceUrl}, admin ${engine.adminUrl}`)
+  /** The process under test (engine or baseline) when the bench started it. */
+  let server: ServerProcess | null = null
+  let throwaway: ThrowawayPostgres | null = null
+  if (options.targetKind !== "url") {
+    let serverUrl = options.databaseUrl
+    if (options.scenario === "db-outage") {
+      // Never the shared server: the outage is made by stopping this cluster.
+      throwaway = await createThrowawayPostgres()
+      cleanup.throwaway = throwaway
+      serverUrl = throwaway.url
+      say(`throwaway PostgreSQL cluster on port ${throwaway.port} (${throwaway.dataDir})`)
+    }
+    if (options.targetKind !== "ceiling") {
+      const database = await createFreshDatabase(serverUrl)
+      cleanup.database = database
+      cleanup.keepDb = options.keepDb && throwaway === null
+      databaseUrl = database.url
+      say(`database ${database.name} created`)
+    } else databaseUrl = null
+    if (options.targetKind === "engine") {
+      say("starting the engine (argon2 for device secrets at 1 MiB / 1 pass, so enrollment is cheap: enrollment cost is not measured)")
+      engine = await startEngine({ databaseUrl: databaseUrl!, pinCore: engineCore, env: engineEnv, build: options.build || !existsSync(`${repoRoot}engine/build/main.mjs`) })
+      if (Object.keys(options.engineEnv).length > 0) say(`engine environment overrides: ${JSON.stringify(options.engineEnv)}`)
+      cleanup.engine = engine
+      server = engine
+      say(`engine ready: pid ${engine.pid}, device plane ${engine.deviceUrl}, admin ${engine.adminUrl}`)
+    } else {
+      server = await startBaseline({ kind: options.targetKind, databaseUrl, pinCore: engineCore })
+      cleanup.engine = server
+      say(`${options.targetKind} baseline ready: pid ${server.pid}, ${server.deviceUrl}`)
+    }
+    deviceUrl = server.deviceUrl
   } else {
-    deviceUrl = options.target
+    deviceUrl = options.target!
     databaseUrl = options.databaseUrlGiven ? options.databaseUrl : null
     say(`target engine ${deviceUrl}${databaseUrl === null ? " (no --database-url: zero-loss check skipped)" : ""}`)
   }
   const readRss = async (): Promise<number | null> =>
-    engine !== null ? engine.rssMb() : options.adminUrl !== null ? await metricsRssMb(options.adminUrl) : null
+    server !== null ? server.rssMb() : options.adminUrl !== null ? await metricsRssMb(options.adminUrl) : null
   const rssBaseline = await readRss()
-  const adminUrl = engine !== null ? engine.adminUrl : options.adminUrl
+  const adminUrl = engine !== null ? engine.adminUrl : options.targetKind === "url" ? options.adminUrl : null
   const metricsBaseline = adminUrl !== null ? await fetchMetrics(adminUrl) : null
   let apiKey: string | null = null
-  if (options.scenario === "commands") {
-    if (adminUrl === null) throw new Error("the commands scenario needs the admin plane")
-    apiKey = await createApiKey(adminUrl, owner.email, owner.password)
-    say("commands scenario: owner logged in, API key with commands:send + read created")
+  let accessToken: string | null = null
+  if (OWNER_SCENARIOS.includes(options.scenario)) {
+    if (adminUrl === null) throw new Error(`the ${options.scenario} scenario needs the admin plane`)
+    if (options.scenario === "console") {
+      accessToken = await login(adminUrl, owner.email, owner.password)
+      say("console scenario: owner logged in")
+    } else {
+      apiKey = await createApiKey(adminUrl, owner.email, owner.password)
+      say(`${options.scenario} scenario: owner logged in, API key with commands:send + read created`)
+    }
   }
 
   // ---- enrollment token ----
   let token = options.token
+  if (token === null && engine === null && options.targetKind !== "url") token = "baseline-accepts-any-token"
   if (token === null) {
     if (databaseUrl === null) throw new Error("with --target, pass --token or --database-url (to create one with the engine CLI)")
     // With our own engine the CLI hashes the token as cheaply as the engine hashes device secrets
     // (every enrollment verifies the token's hash).
-    const created = await createEnrollmentToken(databaseUrl, options.devices, engine !== null ? CHEAP_ARGON2_ENV : {})
+    const created = await createEnrollmentToken(databaseUrl, options.devices + (options.scenario === "abuse" ? ATTACKER_DEVICES : 0), engine !== null ? CHEAP_ARGON2_ENV : {})
     token = created.token
     say(`enrollment token ${created.id} created (max uses ${created.maxUses})`)
   }
@@ -393,6 +551,8 @@ const run = async (options: Options): Promise<Outcome> => {
   const wsAll = new LatencyHistogram()
   const httpAll = new LatencyHistogram()
   const window = new LatencyHistogram()
+  /** Per second and per phase; created when the load starts. */
+  let timeline: Timeline | null = null
   let schedLagMax = 0
   let schedLagWindowMax = 0
   const enrollProgress = new Map<number, { enroll: number; connect: number; failed: number }>()
@@ -409,6 +569,7 @@ const run = async (options: Options): Promise<Outcome> => {
         return
       }
       case "tick":
+        timeline?.record(performance.now(), worker.index, [message.ws, message.http], message.counters.acks, message.online)
         wsAll.merge(message.ws)
         httpAll.merge(message.http)
         window.merge(message.ws)
@@ -439,7 +600,8 @@ const run = async (options: Options): Promise<Outcome> => {
       hardwareIdPrefix: options.hardwarePrefix,
       rateHz: 1,
       enrollConcurrency: 16,
-      connectConcurrency: 64
+      connectConcurrency: 64,
+      closedLoop: options.scenario === "max"
     }
     worker.send({ type: "init", config })
   }
@@ -482,15 +644,23 @@ const run = async (options: Options): Promise<Outcome> => {
   const steadyStart = performance.now()
   // CPU accounting over the steady period: who used the two cores (a busy machine skews latency).
   const cpuAtStart = {
-    engine: engine !== null ? readProcessCpuMs(engine.pid) : null,
+    engine: server !== null ? readProcessCpuMs(server.pid) : null,
     postgres: readCommandCpuMs("postgres"),
     machine: readMachineBusyMs(),
     parent: process.cpuUsage()
   }
-  say(`sending: ${readyDevices.length} devices x 1 heartbeat/s for ${options.duration} s (latency recorded after a ${warmupMs / 1000} s warm-up)`)
+  timeline = new Timeline(steadyStart, warmupMs > 0 ? "warmup" : "steady")
+  const tl = timeline
+  if (warmupMs > 0) setTimeout(() => tl.phase === "warmup" && tl.setPhase("steady", performance.now(), "end of warm-up"), warmupMs)
+  say(
+    options.scenario === "max"
+      ? `sending: ${readyDevices.length} devices, closed loop (next heartbeat when the previous one is acked) for ${options.duration} s (latency recorded after a ${warmupMs / 1000} s warm-up)`
+      : `sending: ${readyDevices.length} devices x 1 heartbeat/s for ${options.duration} s (latency recorded after a ${warmupMs / 1000} s warm-up)`
+  )
   let rssPeak = rssConnected ?? 0
   let lastAcks = 0
   let lastAt = steadyStart
+  const progressBar = new Progress(options.duration, say)
   const progress = setInterval(() => {
     void (async () => {
       const now = performance.now()
@@ -498,23 +668,129 @@ const run = async (options: Options): Promise<Outcome> => {
       const rate = ((counters.acks - lastAcks) * 1000) / (now - lastAt)
       lastAcks = counters.acks
       lastAt = now
-      const all = new LatencyHistogram()
-      all.merge(wsAll)
-      all.merge(httpAll)
-      const rss = await readRss()
+      const rss = serverDown ? null : await readRss()
       if (rss !== null) rssPeak = Math.max(rssPeak, rss)
-      say(
-        `${((now - steadyStart) / 1000).toFixed(0).padStart(4)} s  ${rate.toFixed(0).padStart(6)} hb/s  ` +
-          `p95 ${fmt(all.percentile(95))} (last 5 s ${fmt(window.percentile(95))}, p99 ${fmt(window.percentile(99))})  ` +
-          `backpressure ${counters.backpressure}  disconnects ${counters.disconnects}  sched lag max ${fmt(schedLagWindowMax)}` +
-          (rss !== null ? `  engine RSS ${rss.toFixed(0)} MB` : "")
-      )
+      const p95 = window.percentile(95)
+      progressBar.update({
+        elapsedS: (now - steadyStart) / 1000,
+        rate,
+        p95Ms: Number.isFinite(p95) ? p95 : null,
+        online: workers.reduce((n, w) => n + (w.lastTick?.online ?? 0), 0),
+        phase: tl.phase,
+        detail: `p99 ${fmt(window.percentile(99))}  backpressure ${counters.backpressure}  disconnects ${counters.disconnects}  sched lag max ${fmt(schedLagWindowMax)}` +
+          (rss !== null ? `  server RSS ${rss.toFixed(0)} MB` : "")
+      })
       window.reset()
       schedLagWindowMax = 0
     })()
-  }, 5000)
-  // ---- commands scenario: round trips, then the fan-out, while the heartbeats go on ----
+  }, 1000)
+
+  // ---- disruptions: reconnect-storm, crash, db-outage; the console's subscribers; the abuse ----
   let runAborted = false
+  /** True while the bench itself has the server down (the run loop must not call that a failure). */
+  let serverDown = false
+  /** CPU the engine processes that were stopped mid-run used during the run. */
+  let engineCpuCarriedMs = 0
+  let disruption: Disruption | null = null
+  const sleepUntil = (at: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, at - performance.now())))
+  const onlineNow = () => workers.reduce((n, w) => n + (w.lastTick?.online ?? 0), 0)
+  const restartEngine = async (crash: boolean): Promise<void> => {
+    const before = engine
+    if (before === null || databaseUrl === null) throw new Error("no engine of ours to restart")
+    await sleepUntil(steadyStart + options.disruptAtMs)
+    engineCpuCarriedMs += (readProcessCpuMs(before.pid) ?? 0) - (cpuAtStart.engine ?? 0)
+    serverDown = true
+    const downAtEpochMs = Date.now()
+    tl.setPhase("recovery", performance.now(), crash ? "kill -9" : "engine stopped")
+    say(crash ? `kill -9 the engine (pid ${before.pid})` : `stopping the engine (SIGTERM, pid ${before.pid})`)
+    if (crash) await before.kill()
+    else await before.stop(60_000)
+    const restarted = await startEngine({ databaseUrl, pinCore: engineCore, env: engineEnv, ports: before.ports, build: false })
+    engine = restarted
+    server = restarted
+    cleanup.engine = restarted
+    cpuAtStart.engine = readProcessCpuMs(restarted.pid)
+    serverDown = false
+    const readyAtEpochMs = Date.now()
+    const readyAtPerf = performance.now()
+    tl.mark("engine ready", readyAtPerf)
+    say(`engine restarted: pid ${restarted.pid}, ready after ${fmt(readyAtEpochMs - downAtEpochMs)}; waiting for every device to be back`)
+    const deadline = performance.now() + 60_000 + readyDevices.length * 10
+    let recoveredAtEpochMs: number | null = null
+    while (performance.now() < deadline && !runAborted) {
+      // A tick that left the worker after the restart, showing all of its devices online.
+      const fresh = workers.every((w) => w.lastTickAt > readyAtPerf + 50)
+      if (fresh && onlineNow() >= readyDevices.length) {
+        recoveredAtEpochMs = Math.max(...workers.map((w) => w.lastTick?.lastWelcomeEpochMs ?? 0))
+        break
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    tl.setPhase("after", performance.now(), recoveredAtEpochMs === null ? "gave up waiting" : "all online")
+    disruption = {
+      kind: crash ? "crash" : "restart",
+      downAtEpochMs,
+      readyAtEpochMs,
+      recoveredAtEpochMs: recoveredAtEpochMs === null ? null : Math.max(recoveredAtEpochMs, readyAtEpochMs)
+    }
+    if (recoveredAtEpochMs === null) fail(`not every device was back online within ${((deadline - readyAtPerf) / 1000).toFixed(0)} s of the restart (${onlineNow()} of ${readyDevices.length})`)
+    else say(`all ${readyDevices.length} devices back online ${fmt(recoveredAtEpochMs - downAtEpochMs)} after the ${crash ? "kill" : "stop"}`)
+  }
+  const outage = async (): Promise<void> => {
+    if (throwaway === null) throw new Error("no throwaway cluster")
+    await sleepUntil(steadyStart + options.disruptAtMs)
+    const downAtEpochMs = Date.now()
+    tl.setPhase("outage", performance.now(), "PostgreSQL stopped")
+    say(`stopping PostgreSQL (throwaway cluster, port ${throwaway.port}) for ${options.outageMs / 1000} s`)
+    await throwaway.stop()
+    await new Promise((resolve) => setTimeout(resolve, options.outageMs))
+    await throwaway.start()
+    const upAtEpochMs = Date.now()
+    tl.setPhase("after", performance.now(), "PostgreSQL started")
+    say(`PostgreSQL started again after ${fmt(upAtEpochMs - downAtEpochMs)}`)
+    disruption = { kind: "outage", downAtEpochMs, readyAtEpochMs: upAtEpochMs, recoveredAtEpochMs: null }
+  }
+  let subscribers: Sidecar<SubscribersResult> | null = null
+  if (options.scenario === "console" && adminUrl !== null && accessToken !== null) {
+    subscribers = forkSidecar<SubscribersConfig, SubscribersResult>(
+      sidecarPath("LiveSubscribers.ts"),
+      { adminUrl, accessToken, count: options.subscribers, flushMs: options.flushMs, recordFromEpochMs: startAtEpochMs + warmupMs },
+      { taskset: pin ? taskset : null, core: simulatorCore, log: (text) => warn(`subscribers: ${text}`) }
+    )
+    cleanup.subscribers = subscribers
+    say(`${options.subscribers} live subscriber(s) on ${adminUrl}/api/live (WatchFleet, flushMs ${options.flushMs})`)
+  }
+  let attacker: Sidecar<AttackerResult> | null = null
+  const abuse = async (): Promise<void> => {
+    // First half after the warm-up: the fleet alone (the reference); second half: under attack.
+    await sleepUntil(steadyStart + warmupMs + (options.duration * 1000 - warmupMs) / 2)
+    tl.setPhase("abuse", performance.now(), "attack starts")
+    say(`attack: ${options.abuseRate} hostile attempts/s alongside the fleet`)
+    attacker = forkSidecar<AttackerConfig, AttackerResult>(
+      sidecarPath("Attacker.ts"),
+      { deviceUrl, adminUrl, token: token!, rate: options.abuseRate, ownerEmail: owner.email, kinds: options.abuseKinds },
+      { taskset: pin ? taskset : null, core: simulatorCore, log: (text) => warn(`attacker: ${text}`) }
+    )
+    cleanup.subscribers = attacker
+  }
+  let scenarioError: string | null = null
+  const scenarioTask: Promise<void> | null =
+    options.scenario === "crash" || options.scenario === "reconnect-storm"
+      ? restartEngine(options.scenario === "crash")
+      : options.scenario === "db-outage"
+        ? outage()
+        : options.scenario === "abuse"
+          ? abuse()
+          : null
+  let scenarioDone = scenarioTask === null
+  void scenarioTask
+    ?.catch((error: unknown) => {
+      scenarioError = error instanceof Error ? error.message : String(error)
+    })
+    .finally(() => {
+      scenarioDone = true
+    })
+  // ---- commands scenario: round trips, then the fan-out, while the heartbeats go on ----
   let roundTrips: RoundTripPhase | null = null
   let fanOut: FanOutPhase | null = null
   let commandsPhaseError: string | null = null
@@ -542,25 +818,28 @@ const run = async (options: Options): Promise<Outcome> => {
       fanoutAck.merge(r.mark)
     }
   }
-  const commandsPhases = options.scenario !== "commands" || apiKey === null || adminUrl === null
+  const commandsPhases = (options.scenario !== "commands" && options.scenario !== "fan-out") || apiKey === null || adminUrl === null
     ? null
     : (async (key: string, admin: string) => {
       // Commands start after the heartbeat warm-up.
       await new Promise((resolve) => setTimeout(resolve, warmupMs))
       if (runAborted) return
-      say(`round-trip phase: ${options.cmdRate} ping/s to random devices for ${options.duration} s (POST /api/v1/devices/:id/commands with X-Admin-Key)`)
-      roundTrips = await runRoundTrips({
-        adminUrl: admin,
-        apiKey: key,
-        deviceIds: readyDevices.map((d) => d.deviceId),
-        ratePerS: options.cmdRate,
-        durationMs: options.duration * 1000,
-        abort: () => runAborted
-      })
-      say(`round-trip phase done: ${roundTrips.sent.length} commands created, ${roundTrips.failedPosts} POSTs failed`)
-      // Let the last results land before the fan-out starts.
-      await new Promise((resolve) => setTimeout(resolve, 2000))
-      if (runAborted) return
+      if (options.scenario === "commands") {
+        say(`round-trip phase: ${options.cmdRate} ping/s to random devices for ${options.duration} s (POST /api/v1/devices/:id/commands with X-Admin-Key)`)
+        roundTrips = await runRoundTrips({
+          adminUrl: admin,
+          apiKey: key,
+          deviceIds: readyDevices.map((d) => d.deviceId),
+          ratePerS: options.cmdRate,
+          durationMs: options.duration * 1000,
+          abort: () => runAborted
+        })
+        say(`round-trip phase done: ${roundTrips.sent.length} commands created, ${roundTrips.failedPosts} POSTs failed`)
+        // Let the last results land before the fan-out starts.
+        await new Promise((resolve) => setTimeout(resolve, 2000))
+        if (runAborted) return
+      }
+      tl.setPhase("fan-out", performance.now(), "bulk command")
       for (const w of workers) w.send({ type: "mark", on: true })
       say(`fan-out phase: POST /api/v1/commands/bulk {type: ping, target: {all: true}} to ${readyDevices.length} devices`)
       try {
@@ -568,6 +847,7 @@ const run = async (options: Options): Promise<Outcome> => {
       } finally {
         for (const w of workers) w.send({ type: "mark", on: false })
       }
+      tl.setPhase("after", performance.now(), "bulk job done")
       say(
         fanOut.doneAtEpochMs === null
           ? `fan-out: job ${fanOut.jobId} not done within ${options.fanoutTimeoutMs / 1000} s: ${JSON.stringify(fanOut.lastProgress)}`
@@ -585,10 +865,13 @@ const run = async (options: Options): Promise<Outcome> => {
     commandsDone = true
   })
   const steadyEnd = steadyStart + options.duration * 1000
-  while (options.scenario === "commands" ? !commandsDone : performance.now() < steadyEnd) {
-    await new Promise((resolve) => setTimeout(resolve, Math.min(250, Math.max(0, steadyEnd - performance.now()))))
-    if (engine !== null && !engine.alive()) {
-      fail("the engine exited during the run")
+  // The load goes on for --duration and at least until the scenario's own phase is over.
+  const keepGoing = () =>
+    options.scenario === "commands" ? !commandsDone : performance.now() < steadyEnd || !scenarioDone || !commandsDone
+  while (keepGoing()) {
+    await new Promise((resolve) => setTimeout(resolve, Math.min(250, Math.max(10, steadyEnd - performance.now()))))
+    if (server !== null && !serverDown && !server.alive()) {
+      fail(`the ${options.targetKind === "engine" ? "engine" : `${options.targetKind} baseline`} exited during the run`)
       break
     }
     const dead = workers.find((w) => w.exited !== null)
@@ -597,19 +880,41 @@ const run = async (options: Options): Promise<Outcome> => {
       break
     }
   }
+  runAborted = true
   if (commandsPhases !== null) {
-    runAborted = true
     await commandsPhases
-    if (commandsPhaseError !== null) fail(`commands scenario: ${commandsPhaseError}`)
+    if (commandsPhaseError !== null) fail(`${options.scenario} scenario: ${commandsPhaseError}`)
+  }
+  if (scenarioTask !== null) {
+    await scenarioTask
+    if (scenarioError !== null) fail(`${options.scenario} scenario: ${scenarioError}`)
   }
   clearInterval(progress)
+  progressBar.stop()
+  const serverAliveAtEnd = server === null ? null : server.alive()
+  let subscribersResult: SubscribersResult | null = null
+  if (subscribers !== null) {
+    subscribersResult = await (subscribers as Sidecar<SubscribersResult>).stop().catch((e: unknown) => {
+      fail(`live subscribers: ${String(e)}`)
+      return null
+    })
+    cleanup.subscribers = null
+  }
+  let attackerResult: AttackerResult | null = null
+  if (attacker !== null) {
+    attackerResult = await (attacker as Sidecar<AttackerResult>).stop().catch((e: unknown) => {
+      fail(`attacker: ${String(e)}`)
+      return null
+    })
+    cleanup.subscribers = null
+  } else if (options.scenario === "abuse") fail("the attack never started")
   const rssLoaded = await readRss()
   if (rssLoaded !== null) rssPeak = Math.max(rssPeak, rssLoaded)
 
   // ---- stop, drain, durability ----
   const stopAt = performance.now()
   const cpuAtStop = {
-    engine: engine !== null ? readProcessCpuMs(engine.pid) : null,
+    engine: server !== null ? readProcessCpuMs(server.pid) : null,
     postgres: readCommandCpuMs("postgres"),
     machine: readMachineBusyMs(),
     parent: process.cpuUsage(cpuAtStart.parent)
@@ -684,25 +989,35 @@ const run = async (options: Options): Promise<Outcome> => {
   // Keep the engine's own view of the run (its ack histogram, write batches) next to the result.
   const metricsText = adminUrl !== null ? await fetchMetrics(adminUrl) : null
   let engineExit: { code: number | null; signal: NodeJS.Signals | null; killed: boolean } | null = null
-  if (engine !== null) {
+  if (server !== null) {
     const stopping = performance.now()
-    engineExit = await engine.stop(60_000)
+    engineExit = await server.stop(60_000)
     say(`engine stopped in ${((performance.now() - stopping) / 1000).toFixed(1)} s (exit code ${engineExit.code}${engineExit.signal !== null ? `, signal ${engineExit.signal}` : ""})`)
     if (engineExit.killed) fail("the engine did not exit within 60 s of SIGTERM and was killed")
     else if (engineExit.code !== 0) problems.push(`the engine exited with code ${engineExit.code} after SIGTERM`)
   }
   let zeroLoss: ZeroLossResult | null = null
+  // After a crash or an outage the promise is stronger: every heartbeat any device generated (acked
+  // or not when it happened) ends up in PostgreSQL exactly once, because devices keep everything
+  // above the durable watermark and resend it.
+  const checkGenerated = options.scenario === "crash" || options.scenario === "db-outage"
   if (databaseUrl !== null) {
-    zeroLoss = await checkZeroLoss(databaseUrl, reports.map((r) => ({ deviceId: r.deviceId, firstSeq: r.firstSeq, acked: r.acked })))
+    zeroLoss = await checkZeroLoss(
+      databaseUrl,
+      reports.map((r) => ({ deviceId: r.deviceId, firstSeq: r.firstSeq, acked: checkGenerated ? (r.lastSeq >= r.firstSeq ? [r.firstSeq, r.lastSeq] : []) : r.acked }))
+    )
     if (zeroLoss.missing > 0) {
-      fail(`${zeroLoss.missing} acked heartbeat(s) missing from PostgreSQL`)
+      fail(`${zeroLoss.missing} ${checkGenerated ? "generated" : "acked"} heartbeat(s) missing from PostgreSQL`)
       for (const m of zeroLoss.missingSamples) warn(`  missing: ${m.deviceId} seq ${m.lo}..${m.hi}: ${m.present} of ${m.hi - m.lo + 1} present`)
     }
-    if (zeroLoss.duplicated > 0) problems.push(`${zeroLoss.duplicated} duplicated heartbeat row(s)`)
+    if (zeroLoss.duplicated > 0) {
+      if (checkGenerated) fail(`${zeroLoss.duplicated} duplicated heartbeat row(s)`)
+      else problems.push(`${zeroLoss.duplicated} duplicated heartbeat row(s)`)
+    }
   }
   // ---- commands: statuses and completed_at from PostgreSQL (the engine flushed its command log when it stopped) ----
   let commandFigures: ReturnType<typeof computeCommandFigures> | null = null
-  if (options.scenario === "commands") {
+  if (options.scenario === "commands" || options.scenario === "fan-out") {
     const rt: RoundTripPhase = roundTrips ?? { sent: [], failures: [], failedPosts: 0 }
     if (databaseUrl !== null) {
       commandFigures = computeCommandFigures(await readCommandRows(databaseUrl), rt, fanOut, receipts)
@@ -715,7 +1030,7 @@ const run = async (options: Options): Promise<Outcome> => {
       fail(`${rt.failedPosts} command POST(s) failed`)
       for (const f of rt.failures) warn(`  ${f}`)
     }
-    if (rt.sent.length === 0) fail("no command was created")
+    if (rt.sent.length === 0 && options.scenario === "commands") fail("no command was created")
     if (signatureFailures > 0) fail(`${signatureFailures} command frame(s) failed signature verification`)
     if (commandRejections > 0) problems.push(`${commandRejections} command ack/result(s) refused by the engine (error frames with a commandId)`)
     const fo = fanOut as FanOutPhase | null
@@ -740,8 +1055,9 @@ const run = async (options: Options): Promise<Outcome> => {
   const steadyMs = stopAt - steadyStart
   const pct = (ms: number | null) => (ms === null ? null : (ms / steadyMs) * 100)
   const simCpuPct = (cpuUs / 1000 / steadyWallMs) * 100
-  const engineCpuPct = cpuAtStart.engine !== null && cpuAtStop.engine !== null ? pct(cpuAtStop.engine - cpuAtStart.engine) : null
-  const postgresCpuPct = pct(cpuAtStop.postgres - cpuAtStart.postgres)
+  const engineCpuPct = cpuAtStart.engine !== null && cpuAtStop.engine !== null ? pct(cpuAtStop.engine - cpuAtStart.engine + engineCpuCarriedMs) : null
+  // Backends that ended during the run take their CPU time with them: never below zero.
+  const postgresCpuPct = pct(Math.max(0, cpuAtStop.postgres - cpuAtStart.postgres))
   const machineCpuPct = cpuAtStart.machine !== null && cpuAtStop.machine !== null ? pct(cpuAtStop.machine - cpuAtStart.machine) : null
   const parentCpuPct = pct((cpuAtStop.parent.user + cpuAtStop.parent.system) / 1000)
   // What nobody of ours used: another process competing for the cores.
@@ -760,7 +1076,76 @@ const run = async (options: Options): Promise<Outcome> => {
   const engineAckMeanMs = ackSum !== null && ackCount !== null && ackCount > 0 ? (ackSum / ackCount) * 1000 : null
   const rssPer1000 = rssLoaded !== null && rssBaseline !== null ? ((rssLoaded - rssBaseline) / readyDevices.length) * 1000 : null
 
+  // ---- the scenario's own figures ----
+  const phaseP95 = (name: string) => nullable(tl.phaseLatency(name).percentile(95))
+  const scenarioFigures: Record<string, unknown> = {}
+  const d = disruption as Disruption | null
+  if (options.scenario === "crash" || options.scenario === "reconnect-storm") {
+    scenarioFigures["recovery_s"] = d?.recoveredAtEpochMs == null ? null : round((d.recoveredAtEpochMs - d.downAtEpochMs) / 1000)
+    scenarioFigures["restart_s"] = d === null ? null : round((d.readyAtEpochMs - d.downAtEpochMs) / 1000)
+    scenarioFigures["recovery_ack_p95_ms"] = phaseP95("recovery")
+    scenarioFigures["recovery_ack_samples"] = tl.phaseLatency("recovery").count
+    scenarioFigures["after_ack_p95_ms"] = phaseP95("after")
+    scenarioFigures["disrupt_at_s"] = round(options.disruptAtMs / 1000)
+  }
+  if (options.scenario === "crash" || options.scenario === "db-outage") scenarioFigures["zero_loss_basis"] = "generated"
+  if (options.scenario === "db-outage") {
+    scenarioFigures["outage_s"] = d === null ? null : round((d.readyAtEpochMs - d.downAtEpochMs) / 1000)
+    scenarioFigures["outage_ack_p95_ms"] = phaseP95("outage")
+    scenarioFigures["outage_ack_samples"] = tl.phaseLatency("outage").count
+    scenarioFigures["after_ack_p95_ms"] = phaseP95("after")
+    scenarioFigures["disrupt_at_s"] = round(options.disruptAtMs / 1000)
+  }
+  if (options.scenario === "console") {
+    const latency = subscribersResult === null ? null : LatencyHistogram.fromSnapshot(subscribersResult.latency)
+    scenarioFigures["subscribers"] = options.subscribers
+    scenarioFigures["flush_ms"] = options.flushMs
+    scenarioFigures["subscriber_p50_ms"] = nullable(latency?.percentile(50))
+    scenarioFigures["subscriber_p95_ms"] = nullable(latency?.percentile(95))
+    scenarioFigures["subscriber_p99_ms"] = nullable(latency?.percentile(99))
+    scenarioFigures["subscriber_updates"] = subscribersResult?.updates ?? null
+    scenarioFigures["subscriber_updates_per_s"] = subscribersResult === null ? null : round(subscribersResult.updates / ((stopAt - steadyStart) / 1000))
+    scenarioFigures["subscriber_snapshots"] = subscribersResult?.snapshots ?? null
+    scenarioFigures["subscriber_snapshot_max_ms"] = nullable(subscribersResult?.snapshotMaxMs)
+    scenarioFigures["subscriber_streams_ended"] = subscribersResult?.ended ?? null
+    if (subscribersResult !== null) {
+      if (subscribersResult.snapshots < options.subscribers) fail(`${options.subscribers - subscribersResult.snapshots} subscriber(s) never received their snapshot`)
+      if (subscribersResult.ended > 0) fail(`${subscribersResult.ended} live stream(s) ended during the run`)
+      if (latency === null || latency.count === 0) fail("no subscriber received a heartbeat update")
+      for (const f of subscribersResult.failures) warn(`  subscriber: ${f}`)
+    }
+  }
+  if (options.scenario === "abuse") {
+    const reference = tl.phaseLatency("steady").percentile(95)
+    const underAttack = tl.phaseLatency("abuse").percentile(95)
+    const steadyRatio = Number.isFinite(reference) && Number.isFinite(underAttack) && reference > 0 ? underAttack / reference : null
+    scenarioFigures["steady_ack_p95_ms"] = nullable(reference)
+    scenarioFigures["abuse_ack_p95_ms"] = nullable(underAttack)
+    scenarioFigures["steady_ratio"] = nullable(steadyRatio)
+    scenarioFigures["abuse_rate_per_s"] = options.abuseRate
+    scenarioFigures["abuse_attempts"] = attackerResult?.attempts ?? null
+    scenarioFigures["abuse_outcomes"] = attackerResult?.byKind ?? null
+    const accepted = attackerResult === null ? 0 : Object.values(attackerResult.byKind).reduce((n, o) => n + o.accepted, 0)
+    scenarioFigures["abuse_accepted"] = accepted
+    scenarioFigures["engine_up"] = serverAliveAtEnd
+    if (serverAliveAtEnd === false) fail("the engine did not survive the attack")
+    if (accepted > 0) fail(`${accepted} hostile attempt(s) were accepted: ${attackerResult?.samples.join("; ")}`)
+    if (steadyRatio !== null && steadyRatio > 2) {
+      const text = `the fleet's p95 under attack is ${steadyRatio.toFixed(2)}x its p95 before (limit 2x)`
+      if (options.thresholds) fail(text)
+      else problems.push(text)
+    }
+  }
+  if (options.scenario === "max") {
+    // "Sustained with everything persisted": acked heartbeats over the load plus the time the last
+    // of them took to reach PostgreSQL.
+    const persistedS = steadyS + (writeLagDbMs ?? writeLagMs ?? 0) / 1000
+    scenarioFigures["persisted_hb_per_s"] = zeroLoss === null || zeroLoss.missing > 0 ? null : round(acked / persistedS)
+  }
+
   const result: Record<string, unknown> = {
+    scenario: options.scenario,
+    target: options.targetKind === "url" ? deviceUrl : options.targetKind,
     devices: readyDevices.length,
     http_devices: httpDevices,
     workers: workerCount,
@@ -811,14 +1196,14 @@ const run = async (options: Options): Promise<Outcome> => {
     violations: counters.violations,
     reenrolled,
     pinned: pin,
-    engine: engine !== null ? "spawned" : deviceUrl,
+    engine: server !== null ? "spawned" : deviceUrl,
     engine_exit_code: engineExit?.code ?? null,
     cheap_argon2: engine !== null,
-    ...(options.scenario === "commands"
+    ...scenarioFigures,
+    ...(options.scenario === "commands" || options.scenario === "fan-out"
       ? (() => {
         const fo = fanOut as FanOutPhase | null
-        return {
-          scenario: "commands",
+        const roundTripFigures = options.scenario !== "commands" ? {} : {
           cmd_rate_per_s: options.cmdRate,
           cmd_rtt_p50_ms: nullable(commandFigures?.rtt.percentile(50)),
           cmd_rtt_p95_ms: nullable(commandFigures?.rtt.percentile(95)),
@@ -827,7 +1212,10 @@ const run = async (options: Options): Promise<Outcome> => {
           cmd_count: commandFigures?.rttCount ?? 0,
           cmd_sent: (roundTrips as RoundTripPhase | null)?.sent.length ?? 0,
           cmd_post_p95_ms: nullable(commandFigures?.postP95Ms),
-          cmd_rtt_source: "postgres completed_at",
+          cmd_rtt_source: "postgres completed_at"
+        }
+        return {
+          ...roundTripFigures,
           fanout_total: fo?.total ?? null,
           fanout_delivered: commandFigures?.fanoutDelivered ?? null,
           fanout_all_ms: nullable(commandFigures?.fanoutAllMs),
@@ -866,7 +1254,7 @@ const run = async (options: Options): Promise<Outcome> => {
     say(`fan-out: ${commandFigures.fanoutDelivered} delivered, last device ${fmt(commandFigures.fanoutAllMs ?? Number.NaN)}, p95 ${fmt(commandFigures.fanoutP95Ms ?? Number.NaN)}; heartbeat ack p95 during fan-out ${fmt(fanoutAck.percentile(95))}`)
   }
   for (const p of problems) say(`problem: ${p}`)
-  return { result, ok: !failed, metrics: metricsText }
+  return { result, ok: !failed, metrics: metricsText, series: tl.series(), events: tl.events }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -888,25 +1276,142 @@ const main = async () => {
     warn("interrupted: stopping workers and engine, dropping the database")
     void releaseResources().finally(() => process.exit(130))
   })
+  const startedAt = new Date()
   let outcome: Outcome
   try {
     outcome = await run(options)
   } catch (error) {
     warn(`run failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}`)
-    outcome = { result: { devices: options.devices, ok: false, error: error instanceof Error ? error.message : String(error) }, ok: false, metrics: null }
+    outcome = {
+      result: { scenario: options.scenario, target: options.targetKind, devices: options.devices, ok: false, error: error instanceof Error ? error.message : String(error) },
+      ok: false,
+      metrics: null,
+      series: [],
+      events: []
+    }
   }
   await releaseResources()
-  const json = JSON.stringify(outcome.result)
-  try {
-    const file = options.jsonOut ?? `${repoRoot}bench/results/${new Date().toISOString().replace(/[:.]/g, "-")}.json`
-    if (options.jsonOut === null) mkdirSync(`${repoRoot}bench/results`, { recursive: true })
-    writeFileSync(file, `${json}\n`)
-    if (outcome.metrics !== null) writeFileSync(file.replace(/\.json$/, "") + ".metrics.txt", outcome.metrics)
-  } catch (error) {
-    warn(`could not write the result file: ${String(error)}`)
+  const result: Record<string, unknown> = { ...outcome.result }
+  // The line always carries these keys (null when the run did not get that far).
+  for (const key of REQUIRED_FIELDS) if (!(key in result)) result[key] = null
+  let ok = outcome.ok
+
+  // ---- the references, run now (--baseline, --ceiling) or found among earlier results ----
+  const ratios: Array<Ratio> = []
+  for (const kind of ["naive", "ceiling"] as const) {
+    const prefix = kind === "naive" ? "baseline" : "ceiling"
+    const asked = kind === "naive" ? options.compareBaseline : options.compareCeiling
+    let reference: Record<string, unknown> | null = null
+    let source = ""
+    if (asked) {
+      say(`---- the same ${options.scenario} run against the ${kind} baseline ----`)
+      reference = await runReference(options, kind)
+      source = "run now"
+      if (reference === null || reference["ok"] !== true) {
+        warn(`the ${kind} reference run failed`)
+        ok = false
+      }
+      result[`${prefix}_ack_p95_ms`] = reference?.["ack_p95_ms"] ?? null
+      result[`${prefix}_hb_per_s`] = reference?.["hb_per_s"] ?? null
+      const p95Ratio = ratio("", result["ack_p95_ms"], reference?.["ack_p95_ms"], "").ratio
+      const rateRatio = ratio("", result["hb_per_s"], reference?.["hb_per_s"], "").ratio
+      result[`ack_p95_vs_${prefix}`] = p95Ratio === null ? null : round(p95Ratio)
+      result[`hb_per_s_vs_${prefix}`] = rateRatio === null ? null : round(rateRatio)
+    } else if (options.targetKind === "engine" && options.report) {
+      const stored = findPreviousRun(options.resultsDir, options.scenario, null, (r) => r["target"] === kind && r["devices"] === result["devices"] && r["ok"] === true)
+      if (stored !== null) {
+        reference = stored.result
+        source = `stored ${stored.file}`
+      }
+    }
+    if (reference !== null && options.targetKind === "engine") {
+      ratios.push(ratio(`ack p95 (ms) vs ${kind}`, result["ack_p95_ms"], reference["ack_p95_ms"], source))
+      ratios.push(ratio(`ack p99 (ms) vs ${kind}`, result["ack_p99_ms"], reference["ack_p99_ms"], source))
+      ratios.push(ratio(`heartbeats/s vs ${kind}`, result["hb_per_s"], reference["hb_per_s"], source))
+    }
+  }
+  result["ok"] = ok
+
+  // ---- files: <scenario>-<stamp>.json/.md/-latency.svg/-throughput.svg, /metrics next to them ----
+  const json = JSON.stringify(result)
+  if (options.report) {
+    try {
+      const name = runName(options.scenario, startedAt)
+      const previous = findPreviousRun(options.resultsDir, options.scenario, name, (r) => r["target"] === result["target"])
+      const written = await writeReport(
+        options.resultsDir,
+        { name, scenario: options.scenario, result, series: outcome.series, events: outcome.events, previous, ratios, scenarioFigures: SCENARIO_FIGURES[options.scenario] },
+        { result, series: outcome.series, events: outcome.events, argv: options.argv }
+      )
+      if (outcome.metrics !== null) writeFileSync(join(options.resultsDir, `${name}.metrics.txt`), outcome.metrics)
+      say(`report: ${written.find((f) => f.endsWith(".md")) ?? written[0]}`)
+    } catch (error) {
+      warn(`could not write the report: ${error instanceof Error ? error.stack ?? error.message : String(error)}`)
+    }
+  }
+  if (options.jsonOut !== null) {
+    try {
+      writeFileSync(options.jsonOut, `${json}\n`)
+    } catch (error) {
+      warn(`could not write ${options.jsonOut}: ${String(error)}`)
+    }
   }
   process.stdout.write(`${json}\n`)
-  process.exit(outcome.ok ? 0 : 1)
+  process.exit(ok ? 0 : 1)
 }
+
+/** Keys every result line has, whatever happened. */
+const REQUIRED_FIELDS = [
+  "scenario", "devices", "sent", "acked", "persisted", "missing", "duplicated",
+  "ack_p50_ms", "ack_p95_ms", "ack_p99_ms", "sim_cpu_pct"
+] as const
+
+/** Per scenario, the figures its Markdown summary lists besides the common ones. */
+const SCENARIO_FIGURES: Readonly<Record<Scenario, ReadonlyArray<string>>> = {
+  steady: ["http_devices", "http_ack_p95_ms", "ws_ack_p95_ms"],
+  max: ["persisted_hb_per_s", "write_lag_db_ms", "backpressure"],
+  "reconnect-storm": ["recovery_s", "restart_s", "recovery_ack_p95_ms", "after_ack_p95_ms", "reconnects"],
+  crash: ["recovery_s", "restart_s", "recovery_ack_p95_ms", "after_ack_p95_ms", "reconnects", "resent", "zero_loss_basis"],
+  "db-outage": ["outage_s", "outage_ack_p95_ms", "after_ack_p95_ms", "backpressure", "resent", "zero_loss_basis"],
+  "fan-out": ["fanout_total", "fanout_delivered", "fanout_p95_ms", "fanout_all_ms", "fanout_completed_ms", "fanout_ack_p95_ms"],
+  console: ["subscribers", "flush_ms", "subscriber_p50_ms", "subscriber_p95_ms", "subscriber_p99_ms", "subscriber_updates_per_s", "subscriber_snapshot_max_ms"],
+  abuse: ["steady_ack_p95_ms", "abuse_ack_p95_ms", "steady_ratio", "abuse_attempts", "abuse_accepted", "engine_up", "abuse_outcomes"],
+  commands: ["cmd_rtt_p50_ms", "cmd_rtt_p95_ms", "cmd_rtt_p99_ms", "fanout_p95_ms", "fanout_all_ms", "fanout_ack_p95_ms"]
+}
+
+/** Runs this scenario again against a baseline (a child bench, same options) and returns its result line. */
+const runReference = (options: Options, kind: "naive" | "ceiling"): Promise<Record<string, unknown> | null> =>
+  new Promise((resolve) => {
+    const skip = new Set(["--baseline", "--ceiling", "--no-report"])
+    const argv: Array<string> = []
+    for (let i = 0; i < options.argv.length; i++) {
+      const arg = options.argv[i]!
+      if (skip.has(arg)) continue
+      // Options with a value that must not carry over to the reference run.
+      if (arg === "--json-out" || arg === "--target" || arg === "--engine-env") {
+        i++
+        continue
+      }
+      if (arg.startsWith("--json-out=") || arg.startsWith("--target=") || arg.startsWith("--engine-env=")) continue
+      argv.push(arg)
+    }
+    if (!options.report) argv.push("--no-report")
+    const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), ...argv, "--target", kind], {
+      cwd: repoRoot,
+      stdio: ["ignore", "pipe", "inherit"]
+    })
+    let last = ""
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      if (line.trim().startsWith("{")) last = line
+      else process.stdout.write(`[${kind}] ${line}\n`)
+    })
+    child.once("exit", () => {
+      try {
+        resolve(JSON.parse(last) as Record<string, unknown>)
+      } catch {
+        resolve(null)
+      }
+    })
+  })
 
 void main()
