@@ -760,11 +760,14 @@ class Simulation {
     return false
   }
 
-  /** HTTP fallback: POST every unacked outbox entry (up to 100, in seq order). */
+  /**
+   * HTTP fallback: POST every outbox entry above durableSeq, acked or not (up to 100, in seq order;
+   * PROTOCOL.md 12.2). An acked entry is resent until it is durable: if the engine died between the
+   * ack and the commit, nothing else would ever bring it back (the HTTP fallback has no welcome).
+   */
   private async postBatch(device: Device) {
     const batch: Array<HttpHeartbeat> = []
-    for (const [seq, heartbeat] of device.outbox) {
-      if (device.acked.has(seq)) continue
+    for (const heartbeat of device.outbox.values()) {
       batch.push(heartbeat)
       if (batch.length === 100) break
     }
