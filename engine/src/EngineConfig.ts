@@ -108,7 +108,7 @@ export const engineConfig = Config.all({
   argon2Password: Config.all({
     memoryCost: int("NEXMDM_ARGON2_PASSWORD_MEMORY_KIB", 65536, 1024, 4 * 1024 * 1024, "argon2id memory for admin passwords (KiB)"),
     timeCost: int("NEXMDM_ARGON2_PASSWORD_TIME_COST", 3, 1, 20, "argon2id passes for admin passwords"),
-    parallelism: int("NEXMDM_ARGON2_PASSWORD_PARALLELISM", 4, 1, 16, "argon2id lanes for admin passwords")
+    parallelism: int("NEXMDM_ARGON2_PASSWORD_PARALLELISM", 1, 1, 16, "argon2id lanes for admin passwords (1: a login never takes more than one core from the device plane)")
   }),
   ownerEmail: Config.option(Config.string("NEXMDM_OWNER_EMAIL")).pipe(
     Config.withDescription("With NEXMDM_OWNER_PASSWORD: creates this owner at start-up when no admin user exists yet")
@@ -136,6 +136,28 @@ export const engineConfig = Config.all({
   commandTtl: seconds("NEXMDM_COMMAND_TTL_S", 3600, 10, 30 * 86400, "Default command expiry"),
   wakeRetry: seconds("NEXMDM_WAKE_RETRY_S", 60, 1, 86400, "Wait before another FCM wake-up of an absent device"),
   maxWakeups: int("NEXMDM_MAX_WAKEUPS", 3, 0, 100, "FCM wake-ups per command before the device is shown unreachable"),
+  publicDeviceUrl: Config.option(
+    Config.string("NEXMDM_PUBLIC_DEVICE_URL").pipe(
+      Config.validate({ message: "must be an http(s) URL without a trailing /", validation: (url) => /^https?:\/\/[^\s/]+(\/[^\s]*[^\s/])?$/.test(url) })
+    )
+  ).pipe(
+    Config.withDescription("Device plane URL as phones and enrollment scripts reach it (QR codes, scripts), e.g. https://mdm.example.com; default: the address it listens on")
+  ),
+  // Agent releases (APK registry) and staged agent updates
+  apkMaxBytes: int("NEXMDM_APK_MAX_BYTES", 200 * 1024 * 1024, 64 * 1024, 2 * 1024 * 1024 * 1024 - 1, "Largest agent APK accepted by POST /api/v1/releases (bytes)"),
+  apkSignerSha256: Config.string("NEXMDM_APK_SIGNER_SHA256").pipe(
+    Config.mapOrFail((text) => {
+      const list = text.split(",").map((item) => item.replace(/[:\s]/g, "").toLowerCase()).filter((item) => item !== "")
+      return list.every((item) => /^[0-9a-f]{64}$/.test(item))
+        ? Either.right(list as ReadonlyArray<string>)
+        : Either.left(
+            ConfigError.InvalidData(["NEXMDM_APK_SIGNER_SHA256"], "must be a comma-separated list of SHA-256 fingerprints (64 hex digits, colons allowed)")
+          )
+    }),
+    Config.withDefault([] as ReadonlyArray<string>),
+    Config.withDescription("SHA-256 of the certificate(s) allowed to sign agent APKs (comma-separated, as apksigner --print-certs shows them); unset = uploads refused")
+  ),
+  rolloutCheckInterval: millis("NEXMDM_ROLLOUT_CHECK_INTERVAL_MS", 5000, 10, 600000, "How often running agent rollouts look at their devices' install results"),
   demoDevices: int("NEXMDM_DEMO_DEVICES", 5, 0, 10000, "Simulated devices started with the engine (0 = none)"),
   shutdownTimeout: seconds("NEXMDM_SHUTDOWN_TIMEOUT_S", 20, 1, 600, "Longest wait for the write-behind to flush at shutdown"),
   // Mail and alerts

@@ -1,8 +1,10 @@
 /**
  * People of the admin plane: users, passwords, sessions, password resets.
  *
- * - Passwords are argon2id hashes (NEXMDM_ARGON2_PASSWORD_*, default m=64 MiB, t=3, p=4: ~140 ms
- *   on this hardware). One hash runs at a time, so logins cannot starve the device plane of CPU.
+ * - Passwords are argon2id hashes (NEXMDM_ARGON2_PASSWORD_*, default m=64 MiB, t=3, p=1: ~150 ms
+ *   of one core on this hardware). One hash runs at a time and uses one lane, so a flood of logins
+ *   takes at most one core: with p=4 each verify took both cores of a 2-core machine (for the same
+ *   wall time, since the lanes hardly overlap under load) and stalled heartbeat acks behind it.
  *   A login for an unknown email verifies against a dummy hash of the same cost, so the answer
  *   takes as long as for a wrong password. Hashes made with older parameters are redone at the
  *   next successful login.
