@@ -20,6 +20,9 @@ import { EngineStatus } from "./EngineStatus.js"
 import * as Enrollment from "./Enrollment.js"
 import * as SmtpMailer from "./mail/SmtpMailer.js"
 import * as Metrics from "./Metrics.js"
+import * as ProvisioningStore from "./provisioning/ProvisioningStore.js"
+import * as Releases from "./releases/Releases.js"
+import * as Rollouts from "./releases/Rollouts.js"
 import { Push } from "./push/Push.js"
 import * as Retention from "./Retention.js"
 import * as TelemetryWriter from "./TelemetryWriter.js"
@@ -55,8 +58,9 @@ const lifecycle = Layer.scopedDiscard(
  * devices are woken (tests pass one pointed at a local FCM server).
  */
 export const coreLayerWith = <E, R>(push: Layer.Layer<Push, E, R>) =>
-  Layer.mergeAll(DevicePlane.layer, Commands.layer).pipe(
-    Layer.provideMerge(Enrollment.layer),
+  Rollouts.layer.pipe(
+    Layer.provideMerge(Layer.mergeAll(DevicePlane.layer, Commands.layer)),
+    Layer.provideMerge(Layer.mergeAll(Enrollment.layer, ProvisioningStore.layer, Releases.layer)),
     Layer.provideMerge(DeviceRegistry.layer),
     Layer.provideMerge(Layer.mergeAll(writerLayer, DeviceEventLog.layer, DeviceDirectory.layer, CommandLog.layer, Waker.layer)),
     Layer.provideMerge(push),

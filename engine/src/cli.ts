@@ -5,12 +5,13 @@
  *   tokens create [--expires 24h] [--max-uses 1] [--label text] [--json]
  *   tokens list [--json]
  *   tokens revoke <token-id>
+ *   tokens script <token-id> --token-stdin [--platform bash|powershell|cmd] [--server-url URL] [--channel stable|beta] [--output FILE]
  *   users create --email EMAIL [--name NAME] [--role viewer|admin|owner | --owner] --password-stdin [--json]
  *
  * Uses DATABASE_URL, or the embedded database in NEXMDM_DATA_DIR like the engine does.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Console, Data, Duration, Effect, Layer, Logger, LogLevel, Redacted, Schema } from "effect"
+import { Console, Data, Duration, Effect, Layer, Logger, LogLevel, Option, Redacted, Schema } from "effect"
 import { parseArgs } from "node:util"
 import * as AccessTokens from "./admin/AccessTokens.js"
 import * as Accounts from "./admin/Accounts.js"
@@ -22,6 +23,12 @@ import * as Database from "./Database.js"
 import { EngineConfig } from "./EngineConfig.js"
 import * as Enrollment from "./Enrollment.js"
 import * as Tickets from "./Tickets.js"
+import { generateScript, type ScriptPlatform, scriptPlatforms, UnsafeScriptValue } from "./provisioning/EnrollmentScripts.js"
+import { ServerUrl } from "./provisioning/ProvisioningGroup.js"
+import * as Provisioning from "./provisioning/ProvisioningRequests.js"
+import * as ProvisioningStore from "./provisioning/ProvisioningStore.js"
+import * as Releases from "./releases/Releases.js"
+import { writeFile } from "node:fs/promises"
 
 class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
 
@@ -32,6 +39,11 @@ const usage = `usage: npm run mdm -- <command>
                                                  create an enrollment token (shown once)
   tokens list [--json]                           list enrollment tokens (never their secrets)
   tokens revoke TOKEN_ID                         revoke a token
+  tokens script TOKEN_ID --token-stdin [--platform bash|powershell|cmd] [--server-url URL]
+               [--channel stable|beta] [--output FILE]
+                                                 an enrollment script for the token (read from standard
+                                                 input) and the channel's agent; the URL defaults to
+                                                 NEXMDM_PUBLIC_DEVICE_URL
   users create --email EMAIL [--name NAME] [--role viewer|admin|owner | --owner] --password-stdin [--json]
                                                  create an admin-plane user; the password is read
                                                  from standard input (e.g. the first owner)
@@ -136,6 +148,54 @@ const usersCreate = (options: {
     yield* Console.log(options.json ? JSON.stringify({ id: user.id, email: user.email, role: user.role }) : `created ${user.role} ${user.email} (${user.id})`)
   })
 
+/** Checks the arguments and reads the token before anything touches the database. */
+const scriptOptions = (options: {
+  id: string | undefined
+  platform: string
+  serverUrl: string | undefined
+  channel: string
+  tokenStdin: boolean
+}) =>
+  Effect.gen(function* () {
+    if (options.id === undefined || !/^et_[0-9a-z]{16}$/.test(options.id)) {
+      return yield* new UsageError({ message: "tokens script: give the token id (et_...)" })
+    }
+    const platform = scriptPlatforms.find((candidate) => candidate === options.platform)
+    if (platform === undefined) return yield* new UsageError({ message: `--platform must be bash, powershell or cmd, got "${options.platform}"` })
+    if (options.channel !== "stable" && options.channel !== "beta") {
+      return yield* new UsageError({ message: `--channel must be stable or beta, got "${options.channel}"` })
+    }
+    if (options.serverUrl !== undefined && Option.isNone(Schema.decodeUnknownOption(ServerUrl)(options.serverUrl))) {
+      return yield* new UsageError({ message: "--server-url: expected an http(s) URL without query, fragment or trailing /" })
+    }
+    if (!options.tokenStdin) {
+      return yield* new UsageError({ message: "tokens script: give the whole token on standard input with --token-stdin (it is shown once, at creation)" })
+    }
+    const token = (yield* readStdin).trim()
+    return { id: options.id, platform, serverUrl: options.serverUrl, channel: options.channel as "stable" | "beta", token }
+  })
+
+const tokensScript = (options: {
+  id: string
+  platform: ScriptPlatform
+  serverUrl: string | undefined
+  channel: "stable" | "beta"
+  token: string
+  output: string | undefined
+}) =>
+  Effect.gen(function* () {
+    const prepared = yield* Provisioning.prepare(options.id, { token: options.token, serverUrl: options.serverUrl, channel: options.channel }, Option.none()).pipe(
+      Effect.catchTag("ProvisioningConflict", (error) => new UsageError({ message: `${error.code}: ${error.message}` }))
+    )
+    const file = generateScript(options.platform, Provisioning.scriptInputOf(prepared, options.token))
+    if (file instanceof UnsafeScriptValue) return yield* new UsageError({ message: file.message })
+    if (options.output === undefined) return yield* Effect.sync(() => void process.stdout.write(file.body))
+    const output = options.output
+    // The file holds the token: readable by its owner only (and executable for the Bash script).
+    yield* Effect.promise(() => writeFile(output, file.body, { mode: options.platform === "bash" ? 0o700 : 0o600 }))
+    yield* Console.error(`wrote ${output} (agent ${prepared.release.versionName}, engine ${prepared.serverUrl}); it contains the token: delete it after use`)
+  })
+
 /** The CLI sends no mail (only the running engine mails password reset links). */
 const noMail = Layer.succeed(Mailer, { send: () => Effect.fail(new MailError({ message: "the CLI sends no mail", cause: undefined })) })
 
@@ -154,6 +214,11 @@ const program = Effect.gen(function* () {
           role: { type: "string", default: "viewer" },
           owner: { type: "boolean", default: false },
           "password-stdin": { type: "boolean", default: false },
+          "token-stdin": { type: "boolean", default: false },
+          platform: { type: "string", default: "bash" },
+          "server-url": { type: "string" },
+          channel: { type: "string", default: "stable" },
+          output: { type: "string", short: "o" },
           json: { type: "boolean", default: false },
           help: { type: "boolean", short: "h", default: false }
         }
@@ -183,6 +248,17 @@ const program = Effect.gen(function* () {
         Layer.provide(EngineConfig.layer)
       )
       return yield* usersCreate({ ...checked, name: values.name, json: values.json }).pipe(Effect.provide(accounts))
+    }
+    case "tokens script": {
+      const checked = yield* scriptOptions({
+        id: arg,
+        platform: values.platform,
+        serverUrl: values["server-url"],
+        channel: values.channel,
+        tokenStdin: values["token-stdin"]
+      })
+      const provisioning = Layer.mergeAll(ProvisioningStore.layer, Releases.layer).pipe(Layer.provideMerge(Database.layer), Layer.provideMerge(EngineConfig.layer))
+      return yield* tokensScript({ ...checked, output: values.output }).pipe(Effect.provide(provisioning))
     }
     case "tokens revoke":
       if (arg === undefined) return yield* new UsageError({ message: "tokens revoke: give the token id (et_...)" })

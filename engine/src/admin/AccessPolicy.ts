@@ -47,6 +47,9 @@ export const accessPolicy = {
   "enrollmentTokens.list": allow("viewer", "read"),
   "enrollmentTokens.create": allow("admin", "tokens:write"),
   "enrollmentTokens.revoke": allow("admin", "tokens:write"),
+  "provisioning.script": allow("admin", "tokens:write"),
+  "provisioning.qr": allow("admin", "tokens:write"),
+  "provisioning.reports": allow("viewer", "read"),
 
   "devices.list": allow("viewer", "read"),
   "devices.exportCsv": allow("viewer", "read"),
@@ -64,12 +67,32 @@ export const accessPolicy = {
   "commands.get": allow("viewer", "read"),
   "commands.cancel": allow("admin", "commands:send"),
 
+  "console.bulkJobs": allow("viewer", "read"),
+  "console.bulkJobCommands": allow("viewer", "read"),
+  "console.tokenDevices": allow("viewer", "read"),
+  "console.status": allow("viewer", "read"),
+
   "alerts.list": allow("viewer", "read"),
   "alerts.resolve": allow("admin", "admin"),
   "alerts.listRules": allow("viewer", "read"),
   "alerts.createRule": allow("admin", "admin"),
   "alerts.updateRule": allow("admin", "admin"),
-  "alerts.deleteRule": allow("admin", "admin")
+  "alerts.deleteRule": allow("admin", "admin"),
+
+  "releases.upload": allow("admin", "apk:upload"),
+  "releases.list": allow("viewer", "read"),
+  "releases.adoption": allow("viewer", "read"),
+  "releases.history": allow("viewer", "read"),
+  "releases.rollback": allow("admin", "apk:upload"),
+  "releases.get": allow("viewer", "read"),
+  "releases.download": allow("viewer", "read"),
+  "releases.promote": allow("admin", "apk:upload"),
+
+  "rollouts.start": allow("admin", "commands:send"),
+  "rollouts.list": allow("viewer", "read"),
+  "rollouts.get": allow("viewer", "read"),
+  "rollouts.pause": allow("admin", "commands:send"),
+  "rollouts.resume": allow("admin", "commands:send")
 } as const satisfies Record<EndpointKey, Requirement>
 
 export interface RouteEntry {

@@ -19,10 +19,14 @@ import { ApiKeysGroup } from "./api/ApiKeysGroup.js"
 import { AuditGroup } from "./api/AuditGroup.js"
 import { AuthGroup } from "./api/AuthGroup.js"
 import { CommandsGroup } from "./api/CommandsGroup.js"
+import { ConsoleGroup } from "./api/ConsoleGroup.js"
 import { DevicesGroup } from "./api/DevicesGroup.js"
 import { EnrollmentTokensGroup } from "./api/EnrollmentTokensGroup.js"
 import { MeGroup } from "./api/MeGroup.js"
 import { UsersGroup } from "./api/UsersGroup.js"
+import { ProvisioningGroup } from "../provisioning/ProvisioningGroup.js"
+import { ReleasesGroup } from "../releases/ReleasesGroup.js"
+import { RolloutsGroup } from "../releases/RolloutsGroup.js"
 
 export class AdminApi extends HttpApi.make("nexmdm-admin")
   .add(AuthGroup)
@@ -31,9 +35,13 @@ export class AdminApi extends HttpApi.make("nexmdm-admin")
   .add(ApiKeysGroup)
   .add(AuditGroup)
   .add(EnrollmentTokensGroup)
+  .add(ProvisioningGroup)
   .add(DevicesGroup)
   .add(CommandsGroup)
   .add(AlertsGroup)
+  .add(ConsoleGroup)
+  .add(ReleasesGroup)
+  .add(RolloutsGroup)
   .addError(ValidationError)
   .addError(PayloadTooLarge)
   .addError(InternalError)

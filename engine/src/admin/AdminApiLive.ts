@@ -37,6 +37,7 @@ import { ApiKeysGroupLive } from "./api/ApiKeysGroupLive.js"
 import { AuditGroupLive } from "./api/AuditGroupLive.js"
 import { AuthGroupLive } from "./api/AuthGroupLive.js"
 import { CommandsGroupLive } from "./api/CommandsGroupLive.js"
+import { ConsoleGroupLive } from "./api/ConsoleGroupLive.js"
 import { DevicesGroupLive } from "./api/DevicesGroupLive.js"
 import { EnrollmentTokensGroupLive } from "./api/EnrollmentTokensGroupLive.js"
 import { MeGroupLive } from "./api/MeGroupLive.js"
@@ -45,6 +46,10 @@ import { UsersGroupLive } from "./api/UsersGroupLive.js"
 import * as ApiKeys from "./ApiKeys.js"
 import * as Audit from "./Audit.js"
 import * as LiveRpcServer from "./LiveRpcServer.js"
+import { ProvisioningGroupLive } from "../provisioning/ProvisioningGroupLive.js"
+import { isApkUpload } from "../releases/ReleasesGroup.js"
+import { ReleasesGroupLive } from "../releases/ReleasesGroupLive.js"
+import { RolloutsGroupLive } from "../releases/RolloutsGroupLive.js"
 
 export const OPENAPI_PATH = "/api/openapi.json"
 export const DOCS_PATH = "/api/docs"
@@ -81,6 +86,8 @@ const requestLimits = HttpApiBuilder.middleware(
     return (app: HttpApp.Default) =>
       Effect.gen(function* () {
         const request = yield* HttpServerRequest.HttpServerRequest
+        // The APK upload streams its body to disk under its own limit (NEXMDM_APK_MAX_BYTES).
+        if (isApkUpload(request.method, request.url)) return yield* app
         if (Number(request.headers["content-length"] ?? 0) > limit) return yield* tooLarge
         return yield* app
       }).pipe(
@@ -188,9 +195,13 @@ const groups = Layer.mergeAll(
   ApiKeysGroupLive,
   AuditGroupLive,
   EnrollmentTokensGroupLive,
+  ProvisioningGroupLive,
   DevicesGroupLive,
   CommandsGroupLive,
-  AlertsGroupLive
+  AlertsGroupLive,
+  ConsoleGroupLive,
+  ReleasesGroupLive,
+  RolloutsGroupLive
 )
 
 const api = HttpApiBuilder.api(DocumentedAdminApi).pipe(
