@@ -15,8 +15,10 @@ android {
         applicationId = "com.nexmdm.agent"
         minSdk = 26
         targetSdk = 35
-        versionCode = 1
-        versionName = "0.1.0"
+        // CI passes -Pnexmdm.versionCode=<run number>: the engine's registry refuses an upload whose
+        // versionCode does not increase within its channel.
+        versionCode = (project.findProperty("nexmdm.versionCode") as String?)?.toInt() ?: 1
+        versionName = (project.findProperty("nexmdm.versionName") as String?) ?: "0.1.0"
         // Firebase is initialised by hand (no google-services plugin, no google-services.json in the
         // repository): these come from Gradle properties, and FCM wake-ups are off when they are empty.
         buildConfigField("String", "FCM_PROJECT_ID", "\"${project.findProperty("nexmdm.fcm.projectId") ?: ""}\"")
