@@ -100,12 +100,12 @@ describe("AdminServer", () => {
         })
       )
 
-      it.effect("unknown paths get a JSON 404", () =>
+      it.effect("unknown API paths get a JSON 404 (other GETs are the console's)", () =>
         Effect.gen(function* () {
-          const response = yield* request("/nope?x=1")
+          const response = yield* request("/api/nope?x=1")
           expect(response.status).toBe(404)
           expect(response.contentType).toContain("application/json")
-          expect(JSON.parse(response.body)).toEqual({ error: { code: "NOT_FOUND", message: "no route for GET /nope" } })
+          expect(JSON.parse(response.body)).toEqual({ error: { code: "NOT_FOUND", message: "no route for GET /api/nope" } })
         })
       )
     }
