@@ -351,11 +351,13 @@ const acceptHeartbeat = (
     sample.memFreeMb = row.memFreeMb
     sample.memTotalMb = row.memTotalMb
     sample.storageFreeMb = row.storageFreeMb
-    sample.network = row.network
     sample.signalDbm = row.signalDbm
-    sample.foregroundApp = row.foregroundApp
-    sample.agentVersion = row.agentVersion
     sample.uptimeS = row.uptimeS
+    // Strings change rarely: keep the stored copy when equal, so this frame's copies die young
+    // (JSON.parse makes new ones every time, and the sample lives a whole interval).
+    if (sample.network !== row.network) sample.network = row.network
+    if (sample.foregroundApp !== row.foregroundApp) sample.foregroundApp = row.foregroundApp
+    if (sample.agentVersion !== row.agentVersion) sample.agentVersion = row.agentVersion
   }
   if (next.presence !== "connected") {
     const reason =
