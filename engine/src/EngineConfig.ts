@@ -116,9 +116,10 @@ export const engineConfig = Config.all({
   ownerPassword: Config.option(Config.redacted("NEXMDM_OWNER_PASSWORD")).pipe(
     Config.withDescription("Password of the first owner (NEXMDM_OWNER_EMAIL); there is no default password")
   ),
-  consoleOrigin: Config.string("NEXMDM_CONSOLE_ORIGIN").pipe(
-    Config.withDefault("http://localhost:3000"),
-    Config.withDescription("Origin of the web console: the only origin CORS allows on the admin API, and the base of password reset links")
+  consoleOrigin: Config.option(Config.string("NEXMDM_CONSOLE_ORIGIN")).pipe(
+    Config.withDescription(
+      "Origin of the web console: the only origin CORS allows on the admin API, and the base of password reset links (default http://localhost:<NEXMDM_ADMIN_PORT>, where the admin plane serves the console)"
+    )
   ),
   authRatePerMinute: int("NEXMDM_AUTH_RATE_PER_MIN", 10, 1, 10_000_000, "Login, refresh and password reset requests per minute per source IP"),
   apiRatePerMinute: int("NEXMDM_API_RATE_PER_MIN", 600, 1, 10_000_000, "Other admin API requests per minute per source IP"),
@@ -190,7 +191,9 @@ export const engineConfig = Config.all({
 
 type Resolved = Config.Config.Success<typeof engineConfig>
 
-export interface EngineConfigShape extends Omit<Resolved, "overdueAfter" | "offlineAfter"> {
+export interface EngineConfigShape extends Omit<Resolved, "overdueAfter" | "offlineAfter" | "consoleOrigin"> {
+  /** Where people open the console (the admin plane serves it by default). */
+  readonly consoleOrigin: string
   /** Connected but silent this long: 'overdue'. Default 2.5 heartbeat intervals. */
   readonly overdueAfter: Duration.Duration
   /** Silent this long: 'offline', whatever the socket says. Default 5 heartbeat intervals. */
@@ -202,7 +205,8 @@ const resolveDerived = (config: Resolved): EngineConfigShape => {
   return {
     ...config,
     overdueAfter: Option.getOrElse(config.overdueAfter, () => Duration.millis(intervalMs * 2.5)),
-    offlineAfter: Option.getOrElse(config.offlineAfter, () => Duration.millis(intervalMs * 5))
+    offlineAfter: Option.getOrElse(config.offlineAfter, () => Duration.millis(intervalMs * 5)),
+    consoleOrigin: Option.getOrElse(config.consoleOrigin, () => `http://localhost:${config.adminPort}`)
   }
 }
 

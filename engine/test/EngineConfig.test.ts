@@ -29,6 +29,12 @@ describe("engine config", () => {
     expect([explicit.overdueAfter, explicit.offlineAfter].map(seconds)).toEqual([12, 50])
   })
 
+  it("points password-reset links and CORS at the admin plane, which serves the console, unless told otherwise", () => {
+    expect(Either.getOrThrow(resolve({})).consoleOrigin).toBe("http://localhost:8081")
+    expect(Either.getOrThrow(resolve({ NEXMDM_ADMIN_PORT: "9001" })).consoleOrigin).toBe("http://localhost:9001")
+    expect(Either.getOrThrow(resolve({ NEXMDM_CONSOLE_ORIGIN: "https://mdm.example.com" })).consoleOrigin).toBe("https://mdm.example.com")
+  })
+
   it.each([
     ["NEXMDM_HEARTBEAT_INTERVAL_S", "abc"],
     ["NEXMDM_DEVICE_PORT", "70000"],

@@ -24,6 +24,8 @@ export const testConfig = (database: TestDatabase, overrides: Partial<EngineConf
     argon2Device: { memoryCost: 1024, timeCost: 1, parallelism: 1 },
     enrollRatePerMinute: 100_000,
     dbPoolSize: 5,
+    // Port 0 would make the default origin useless: tests name the console's origin.
+    consoleOrigin: "http://localhost:3000",
     ...overrides
   })
 
