@@ -10,6 +10,7 @@ import { SqlClient } from "@effect/sql"
 import { Context, Effect, Layer } from "effect"
 import type { NetworkType } from "@nexmdm/protocol"
 import { EngineConfig } from "./EngineConfig.js"
+import * as PgArrays from "./internal/PgArrays.js"
 import * as WriteBehind from "./internal/WriteBehind.js"
 
 export interface HeartbeatRow {
@@ -59,27 +60,23 @@ from unnest($1::text[], $2::int8[], $3::float8[], $4::float8[], $5::int2[], $6::
   $8::int4[], $9::int4[], $10::int2[], $11::int2[], $12::text[], $13::text[], $14::int4[])
   as u(d, s, r, t, b, c, mf, mt, sf, n, sig, fg, av, up)`
 
-/** Column arrays for one batch (node-postgres sends JS arrays as PostgreSQL arrays). */
-const toColumns = (rows: ReadonlyArray<HeartbeatRow>): Array<Array<unknown>> => {
-  const columns: Array<Array<unknown>> = Array.from({ length: 14 }, () => new Array(rows.length))
-  rows.forEach((row, i) => {
-    columns[0]![i] = row.deviceId
-    columns[1]![i] = row.seq
-    columns[2]![i] = row.recordedAt
-    columns[3]![i] = row.deviceTs
-    columns[4]![i] = row.batteryPct
-    columns[5]![i] = row.charging
-    columns[6]![i] = row.memFreeMb
-    columns[7]![i] = row.memTotalMb
-    columns[8]![i] = row.storageFreeMb
-    columns[9]![i] = networkCode[row.network]
-    columns[10]![i] = row.signalDbm ?? null
-    columns[11]![i] = row.foregroundApp ?? null
-    columns[12]![i] = row.agentVersion
-    columns[13]![i] = row.uptimeS
-  })
-  return columns
-}
+/** The batch as one array literal per column (see internal/PgArrays: pg's own array encoding was the hot spot). */
+const toColumns = (rows: ReadonlyArray<HeartbeatRow>): Array<string> => [
+  PgArrays.textArray(rows, (row) => row.deviceId),
+  PgArrays.numberArray(rows, (row) => row.seq),
+  PgArrays.numberArray(rows, (row) => row.recordedAt),
+  PgArrays.numberArray(rows, (row) => row.deviceTs),
+  PgArrays.numberArray(rows, (row) => row.batteryPct),
+  PgArrays.booleanArray(rows, (row) => row.charging),
+  PgArrays.numberArray(rows, (row) => row.memFreeMb),
+  PgArrays.numberArray(rows, (row) => row.memTotalMb),
+  PgArrays.numberArray(rows, (row) => row.storageFreeMb),
+  PgArrays.numberArray(rows, (row) => networkCode[row.network]),
+  PgArrays.numberArray(rows, (row) => row.signalDbm),
+  PgArrays.textArray(rows, (row) => row.foregroundApp),
+  PgArrays.textArray(rows, (row) => row.agentVersion),
+  PgArrays.numberArray(rows, (row) => row.uptimeS)
+]
 
 export interface WriterHooks {
   readonly onBatch?: (info: { readonly rows: number; readonly seconds: number }) => void
