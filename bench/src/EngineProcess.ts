@@ -198,7 +198,10 @@ export const benchEngineEnv = (databaseUrl: string, devicePort: number, adminPor
   NEXMDM_LOG_LEVEL: "warn",
   NEXMDM_HEARTBEAT_INTERVAL_S: "1",
   ...CHEAP_ARGON2_ENV,
-  NEXMDM_ENROLL_RATE_PER_MIN: "1000000"
+  NEXMDM_ENROLL_RATE_PER_MIN: "1000000",
+  // What engine/launch.mjs (npm start) sets: the engine is measured as it runs in production.
+  MALLOC_ARENA_MAX: "2",
+  MALLOC_MMAP_THRESHOLD_: "131072"
 })
 
 /** Keeps the last lines of a stream (for error messages) and forwards it to stderr with a prefix. */

@@ -2,6 +2,8 @@
  * `npm start`: the engine with configuration from the environment, JSON logs, and graceful
  * shutdown on SIGINT/SIGTERM (runMain interrupts the main fiber; every layer's finalizer runs).
  */
+// First: V8 settings must be in place before the engine allocates (see the module).
+import "./internal/RuntimeTuning.js"
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer, Logger, Option } from "effect"
 import { AdminServer } from "./AdminServer.js"

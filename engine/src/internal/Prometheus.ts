@@ -300,6 +300,14 @@ export const processMetricsScoped: Effect.Effect<void, never, Scope.Scope> = Eff
   yield* registerCollectorScoped("nodejs_heap_used_bytes", "V8 heap in use in bytes", "gauge", () =>
     one(process.memoryUsage().heapUsed)
   )
+  // Where resident memory goes besides live objects: heap the V8 GC keeps committed, and native
+  // memory held by JS objects (Buffers, ArrayBuffers).
+  yield* registerCollectorScoped("nodejs_heap_total_bytes", "V8 heap committed in bytes", "gauge", () =>
+    one(process.memoryUsage().heapTotal)
+  )
+  yield* registerCollectorScoped("nodejs_external_memory_bytes", "Native memory held by V8 objects in bytes", "gauge", () =>
+    one(process.memoryUsage().external)
+  )
   yield* registerCollectorScoped(
     "nodejs_eventloop_lag_seconds",
     "Event-loop lag, 99th percentile since the previous scrape (seconds)",
