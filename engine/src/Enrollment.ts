@@ -29,6 +29,8 @@ export interface TokenInfo {
   readonly expiresAt: Date
   readonly revokedAt: Date | null
   readonly createdAt: Date
+  /** Applied to every device that enrols with the token. */
+  readonly tags: ReadonlyArray<string>
 }
 
 export interface CreatedToken {
@@ -65,6 +67,7 @@ export class Enrollment extends Context.Tag("@nexmdm/engine/Enrollment")<
       readonly maxUses: number
       readonly label?: string | undefined
       readonly createdBy?: string | undefined
+      readonly tags?: ReadonlyArray<string> | undefined
     }) => Effect.Effect<CreatedToken, SqlError.SqlError | HashingError>
     readonly listTokens: Effect.Effect<ReadonlyArray<TokenInfo>, SqlError.SqlError>
     /** False when no such token exists or it was already revoked. */
@@ -92,13 +95,18 @@ export const make = Effect.gen(function* () {
     readonly maxUses: number
     readonly label?: string | undefined
     readonly createdBy?: string | undefined
+    readonly tags?: ReadonlyArray<string> | undefined
   }) {
     const id = `et_${randomId(16)}`
     const secret = randomSecret()
     const secretHash = yield* hash(secret)
     const expiresAt = new Date(Date.now() + Duration.toMillis(options.expiresIn))
-    yield* sql`insert into enrollment_tokens (id, secret_hash, label, max_uses, expires_at, created_by)
-      values (${id}, ${secretHash}, ${options.label ?? null}, ${options.maxUses}, ${expiresAt}, ${options.createdBy ?? null})`
+    const tags = [...new Set(options.tags ?? [])]
+    yield* sql.unsafe(
+      `insert into enrollment_tokens (id, secret_hash, label, max_uses, expires_at, created_by, tags)
+       values ($1, $2, $3, $4, $5, $6, $7::text[])`,
+      [id, secretHash, options.label ?? null, options.maxUses, expiresAt, options.createdBy ?? null, tags]
+    )
     return { id, token: `${id}.${secret}`, expiresAt, maxUses: options.maxUses, label: options.label ?? null }
   })
 
@@ -110,7 +118,8 @@ export const make = Effect.gen(function* () {
     expires_at: Date
     revoked_at: Date | null
     created_at: Date
-  }>`select id, label, max_uses, uses, expires_at, revoked_at, created_at from enrollment_tokens order by created_at desc`.pipe(
+    tags: ReadonlyArray<string>
+  }>`select id, label, max_uses, uses, expires_at, revoked_at, created_at, tags from enrollment_tokens order by created_at desc`.pipe(
     Effect.map((rows) =>
       rows.map((row): TokenInfo => ({
         id: row.id,
@@ -119,7 +128,8 @@ export const make = Effect.gen(function* () {
         uses: row.uses,
         expiresAt: row.expires_at,
         revokedAt: row.revoked_at,
-        createdAt: row.created_at
+        createdAt: row.created_at,
+        tags: row.tags
       }))
     )
   )
@@ -174,10 +184,12 @@ export const make = Effect.gen(function* () {
         }
         const [row] = yield* sql<{ id: string; credential_generation: number; reenrolled: boolean }>`
           insert into devices (id, hardware_id, model, manufacturer, os_version, agent_version, enrollment_token_id,
-            secret_hash, hmac_key)
+            secret_hash, hmac_key, tags)
           values (${newId}, ${request.hardwareId}, ${request.model ?? null}, ${request.manufacturer ?? null},
-            ${request.osVersion ?? null}, ${request.agentVersion ?? null}, ${tokenId}, ${secretHash}, ${hmacKey})
+            ${request.osVersion ?? null}, ${request.agentVersion ?? null}, ${tokenId}, ${secretHash}, ${hmacKey},
+            (select tags from enrollment_tokens where id = ${tokenId}))
           on conflict (hardware_id) do update set
+            tags = array(select distinct t from unnest(devices.tags || excluded.tags) as t order by t),
             credential_generation = devices.credential_generation + 1,
             secret_hash = excluded.secret_hash, hmac_key = excluded.hmac_key, retired_at = null,
             model = excluded.model, manufacturer = excluded.manufacturer, os_version = excluded.os_version,

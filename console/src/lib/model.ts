@@ -143,6 +143,8 @@ export interface EnrollmentToken {
   readonly expiresAt: string
   readonly revokedAt: string | null
   readonly createdAt: string
+  /** Applied to every device that enrols with the token. */
+  readonly tags: ReadonlyArray<string>
 }
 
 export interface CreatedEnrollmentToken {
@@ -151,6 +153,7 @@ export interface CreatedEnrollmentToken {
   readonly expiresAt: string
   readonly maxUses: number
   readonly label: string | null
+  readonly tags: ReadonlyArray<string>
 }
 
 export interface AuditRecord {

@@ -106,23 +106,47 @@ function Rules() {
   const [param, setParam] = createSignal("")
   const [recipients, setRecipients] = createSignal("")
   const [error, setError] = createSignal<ApiError | undefined>(undefined)
+  /** The rule being edited; undefined while the dialog creates a new one. */
+  const [editing, setEditing] = createSignal<AlertRule | undefined>(undefined)
 
-  const create = async (event: SubmitEvent) => {
+  const startCreate = () => {
+    setEditing(undefined)
+    setName("")
+    setKind("device_offline")
+    setParam("")
+    setRecipients("")
+    setError(undefined)
+    setOpen(true)
+  }
+  const startEdit = (rule: AlertRule) => {
+    const spec = KINDS[rule.kind]
+    setEditing(rule)
+    setName(rule.name)
+    setKind(rule.kind)
+    setParam(spec?.param === undefined ? "" : String((rule.params as Record<string, unknown>)[spec.param.name] ?? ""))
+    setRecipients(((rule["recipients"] as Array<string> | undefined) ?? []).join(", "))
+    setError(undefined)
+    setOpen(true)
+  }
+
+  const save = async (event: SubmitEvent) => {
     event.preventDefault()
     setError(undefined)
     const spec = KINDS[kind()]!
     const params: Record<string, unknown> = {}
     if (spec.param !== undefined) params[spec.param.name] = Number(param() || spec.param.fallback)
+    const fields = {
+      name: name(),
+      params,
+      recipients: recipients()
+        .split(/[,\s]+/)
+        .filter((r) => r !== "")
+    }
     try {
-      await post("/alerts/rules", {
-        name: name(),
-        kind: kind(),
-        params,
-        recipients: recipients()
-          .split(/[,\s]+/)
-          .filter((r) => r !== "")
-      })
-      toast("success", "Rule created")
+      const rule = editing()
+      if (rule === undefined) await post("/alerts/rules", { ...fields, kind: kind() })
+      else await patch(`/alerts/rules/${rule.id}`, fields)
+      toast("success", rule === undefined ? "Rule created" : "Rule saved")
       setOpen(false)
       void refetch()
     } catch (failure) {
@@ -142,7 +166,7 @@ function Rules() {
     <>
       <Show when={can("admin")}>
         <div class="mb-3">
-          <Button onClick={() => setOpen(true)}>New rule</Button>
+          <Button onClick={startCreate}>New rule</Button>
         </div>
       </Show>
       <Show when={rules() !== undefined} fallback={<Skeleton rows={3} />}>
@@ -156,6 +180,9 @@ function Rules() {
                     <Show when={can("admin")}>
                       <div class="flex items-center gap-2">
                         <Checkbox label="Enabled" checked={rule.enabled} onChange={(on) => void toggle(rule, on)} />
+                        <Button size="sm" variant="ghost" onClick={() => startEdit(rule)}>
+                          Edit
+                        </Button>
                         <Button
                           size="sm"
                           variant="ghost"
@@ -184,10 +211,15 @@ function Rules() {
           </div>
         </Show>
       </Show>
-      <Dialog open={open()} onOpenChange={setOpen} title="New alert rule">
-        <form class="flex flex-col gap-3" onSubmit={create} noValidate>
+      <Dialog open={open()} onOpenChange={setOpen} title={editing() === undefined ? "New alert rule" : `Edit "${editing()!.name}"`}>
+        <form class="flex flex-col gap-3" onSubmit={save} noValidate>
           <Field label="Name" name="name" value={name()} onInput={setName} error={error()?.fieldError("name")} />
-          <SelectField label="When" name="kind" value={kind()} onChange={setKind} options={Object.entries(KINDS).map(([value, spec]) => ({ value, label: spec.label }))} />
+          <Show
+            when={editing() === undefined}
+            fallback={<p class="text-sm">When: {KINDS[kind()]?.label ?? kind()} (a rule's kind does not change: create another rule)</p>}
+          >
+            <SelectField label="When" name="kind" value={kind()} onChange={setKind} options={Object.entries(KINDS).map(([value, spec]) => ({ value, label: spec.label }))} />
+          </Show>
           <Show when={KINDS[kind()]?.param}>
             {(spec) => <Field label={spec().label} name="param" type="number" value={param()} onInput={setParam} placeholder={spec().fallback} error={error()?.fieldError("params")} />}
           </Show>
@@ -196,7 +228,7 @@ function Rules() {
             <p class="text-sm text-red-600">{error()!.message}</p>
           </Show>
           <div>
-            <Button type="submit">Create rule</Button>
+            <Button type="submit">{editing() === undefined ? "Create rule" : "Save rule"}</Button>
           </div>
         </form>
       </Dialog>

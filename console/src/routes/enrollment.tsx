@@ -37,6 +37,7 @@ export default function EnrollmentPage() {
   const [label, setLabel] = createSignal("")
   const [expiry, setExpiry] = createSignal("86400")
   const [maxUses, setMaxUses] = createSignal("1")
+  const [tags, setTags] = createSignal("")
   const [error, setError] = createSignal<ApiError | undefined>(undefined)
   const [pending, setPending] = createSignal(false)
   const [qr, setQr] = createSignal<string | undefined>(undefined)
@@ -52,16 +53,21 @@ export default function EnrollmentPage() {
     setError(undefined)
     try {
       const uses = Number(maxUses())
+      const tagList = tags()
+        .split(/[\s,]+/)
+        .filter((tag) => tag !== "")
       const token = await post<CreatedEnrollmentToken>("/enrollment-tokens", {
         expiresInSeconds: Number(expiry()),
         maxUses: Number.isInteger(uses) ? uses : maxUses(),
-        ...(label().trim() === "" ? {} : { label: label().trim() })
+        ...(label().trim() === "" ? {} : { label: label().trim() }),
+        ...(tagList.length === 0 ? {} : { tags: tagList })
       })
       setCreated(token)
       setQr(undefined)
       setProvisionNote(undefined)
       setOpen(false)
       setLabel("")
+      setTags("")
       toast("success", "Enrollment token created", "Copy it now: it is shown only once.")
       void refetch()
       void loadQr(token)
@@ -181,6 +187,11 @@ export default function EnrollmentPage() {
                         <td class={tdClass}>
                           <div class="font-medium">{token.label ?? "—"}</div>
                           <div class="font-mono text-xs text-slate-500">{token.id}</div>
+                          <Show when={token.tags.length > 0}>
+                            <div class="mt-1 flex flex-wrap gap-1" data-token-tags>
+                              <For each={token.tags}>{(tag) => <Badge>{tag}</Badge>}</For>
+                            </div>
+                          </Show>
                         </td>
                         <td class={tdClass}>
                           <Badge tone={stateTone[token.state]}>{token.state.replace("_", " ")}</Badge>
@@ -247,6 +258,15 @@ export default function EnrollmentPage() {
           <Field label="Label" name="label" value={label()} onInput={setLabel} placeholder="Warehouse tablets, batch 3" error={error()?.fieldError("label")} />
           <SelectField label="Expires after" name="expiry" value={expiry()} options={EXPIRIES} onChange={setExpiry} />
           <Field label="Device limit" name="maxUses" type="number" value={maxUses()} onInput={setMaxUses} description="How many devices may enrol with it." error={error()?.fieldError("maxUses")} />
+          <Field
+            label="Tags to apply"
+            name="tags"
+            value={tags()}
+            onInput={setTags}
+            placeholder="warehouse-3 channel:beta"
+            description="Every device enrolled with this token gets these tags (space or comma separated)."
+            error={error()?.fieldError("tags")}
+          />
           <Show when={error() !== undefined && error()!.issues.length === 0}>
             <p class="text-sm text-red-600">{error()!.message}</p>
           </Show>

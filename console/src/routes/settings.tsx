@@ -5,7 +5,7 @@ import { Field } from "../components/ui/Field"
 import { toast } from "../components/ui/Toast"
 import { ApiError, get, post } from "../lib/api"
 import type { SessionBody } from "../lib/model"
-import { adoptSession, user } from "../lib/session"
+import { adoptSession, can, user } from "../lib/session"
 import { theme, toggleTheme } from "../lib/theme"
 
 export default function SettingsPage() {
@@ -16,6 +16,26 @@ export default function SettingsPage() {
   const [status] = createResource(() =>
     get<{ retentionHours: number; mail: { smtpConfigured: boolean; from: string }; push: { configured: boolean; lastDay: Record<string, number> } }>("/console/status")
   )
+  const [mailTo, setMailTo] = createSignal("")
+  const [mailError, setMailError] = createSignal<ApiError | undefined>(undefined)
+  const [mailPending, setMailPending] = createSignal(false)
+  const sendTestMail = async (event: SubmitEvent) => {
+    event.preventDefault()
+    setMailPending(true)
+    setMailError(undefined)
+    try {
+      const sent = await post<{ via: "smtp" | "outbox" }>("/console/test-mail", { to: mailTo().trim() })
+      toast(
+        "success",
+        "Test mail sent",
+        sent.via === "smtp" ? `The SMTP server accepted it for ${mailTo().trim()}.` : "No SMTP server is configured: it was kept in the mail outbox."
+      )
+    } catch (failure) {
+      setMailError(failure as ApiError)
+    } finally {
+      setMailPending(false)
+    }
+  }
   const [ready] = createResource(async () => {
     const response = await fetch("/readyz")
     return ((await response.json()) as { status: string }).status
@@ -106,9 +126,28 @@ export default function SettingsPage() {
               </dl>
             )}
           </Show>
-          <p class="mt-3 text-xs text-slate-500">
-            Mail is set with NEXMDM_SMTP_URL and push with NEXMDM_FCM_SERVICE_ACCOUNT_FILE; a test-mail button needs an engine endpoint that does not exist yet.
-          </p>
+          <p class="mt-3 text-xs text-slate-500">Mail is set with NEXMDM_SMTP_URL and push with NEXMDM_FCM_SERVICE_ACCOUNT_FILE.</p>
+          <Show when={can("admin")}>
+            <form class="mt-3 flex flex-col gap-2 border-t border-slate-100 pt-3 dark:border-slate-800" onSubmit={sendTestMail} noValidate data-testid="test-mail">
+              <Field
+                label="Send a test mail to"
+                name="to"
+                type="email"
+                value={mailTo()}
+                onInput={setMailTo}
+                placeholder="you@example.com"
+                error={mailError()?.fieldError("to")}
+              />
+              <Show when={mailError() !== undefined && mailError()!.issues.length === 0}>
+                <p class="text-sm text-red-600">{mailError()!.message}</p>
+              </Show>
+              <div>
+                <Button type="submit" size="sm" variant="secondary" pending={mailPending()}>
+                  Send test mail
+                </Button>
+              </div>
+            </form>
+          </Show>
         </Card>
       </div>
     </div>

@@ -71,6 +71,7 @@ export const accessPolicy = {
   "console.bulkJobCommands": allow("viewer", "read"),
   "console.tokenDevices": allow("viewer", "read"),
   "console.status": allow("viewer", "read"),
+  "console.testMail": allow("admin", "admin"),
 
   "alerts.list": allow("viewer", "read"),
   "alerts.resolve": allow("admin", "admin"),

@@ -7,14 +7,6 @@
  *   POST   /alerts/rules      NewAlertRule                  -> 201 AlertRule
  *   PATCH  /alerts/rules/:id  AlertRulePatch                -> AlertRule
  *   DELETE /alerts/rules/:id                                -> 204 (its alerts stay, resolved)
- *
- * Not yet in AdminApi.ts. To wire it: add it there, give AccessPolicy.ts the entries below, and
- * implement `AlertsGroupLive.ts` mapping `AlertRuleInvalid`/`AlertQueryInvalid` to ValidationError
- * and `AlertRuleNotFound`/`AlertNotFound` to NotFound (rule changes audited):
- *   "alerts.list": allow("viewer", "read"),        "alerts.resolve": allow("admin", "alerts:write"),
- *   "alerts.listRules": allow("viewer", "read"),   "alerts.createRule": allow("admin", "alerts:write"),
- *   "alerts.updateRule": allow("admin", "alerts:write"), "alerts.deleteRule": allow("admin", "alerts:write")
- * (or an existing write scope if "alerts:write" is not wanted in Principal.ts).
  */
 import { HttpApiEndpoint, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"

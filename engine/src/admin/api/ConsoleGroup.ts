@@ -5,10 +5,12 @@
  *   GET /console/bulk-jobs/:jobId/commands      -> BulkJobCommand[] (one row per targeted device)
  *   GET /console/enrollment-tokens/:id/devices  -> TokenDevice[] (the devices that enrolled with it)
  *   GET /console/status                         -> ConsoleStatus (mail and push set-up, push sends of the last day)
+ *   POST /console/test-mail {to}                -> TestMailSent (admins: proves the SMTP set-up from Settings)
  */
 import { HttpApiEndpoint, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 import { NotFound } from "../AdminErrors.js"
+import { Email } from "../AdminModel.js"
 import { protectedGroup } from "./Middleware.js"
 
 const BulkJobIdParam = Schema.String.pipe(Schema.pattern(/^bulk_[0-9a-z]{20}$/)).annotations({ identifier: "BulkJobId" })
@@ -58,6 +60,18 @@ export const ListBulkJobs = Schema.Struct({
   limit: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 200)), { default: () => 50 })
 })
 
+export class TestMailSent extends Schema.Class<TestMailSent>("TestMailSent")({
+  /** "smtp": the SMTP server accepted it; "outbox": no SMTP server is configured, it was only recorded. */
+  via: Schema.Literal("smtp", "outbox")
+}) {}
+
+/** 502: the SMTP server refused the mail or could not be reached (after the mailer's retries). */
+export class MailNotSent extends Schema.TaggedError<MailNotSent>()(
+  "MailNotSent",
+  { code: Schema.Literal("MAIL_NOT_SENT"), message: Schema.String },
+  HttpApiSchema.annotations({ status: 502, description: "The SMTP server did not accept the mail" })
+) {}
+
 export class ConsoleGroup extends protectedGroup("console")
   .add(
     HttpApiEndpoint.get("bulkJobs", "/bulk-jobs")
@@ -77,5 +91,12 @@ export class ConsoleGroup extends protectedGroup("console")
       .annotate(OpenApi.Summary, "The devices that enrolled with an enrollment token (newest first, at most 1,000)")
   )
   .add(HttpApiEndpoint.get("status", "/status").addSuccess(ConsoleStatus).annotate(OpenApi.Summary, "Mail and push set-up, for the console's settings page"))
+  .add(
+    HttpApiEndpoint.post("testMail", "/test-mail")
+      .setPayload(Schema.Struct({ to: Email }))
+      .addSuccess(TestMailSent)
+      .addError(MailNotSent)
+      .annotate(OpenApi.Summary, "Send a test mail through the configured SMTP server")
+  )
   .prefix("/console")
   .annotate(OpenApi.Description, "Read-only views for the web console.") {}

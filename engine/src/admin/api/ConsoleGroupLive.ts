@@ -4,9 +4,11 @@ import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
 import { NotFound } from "../AdminErrors.js"
 import { AdminApi } from "../AdminApi.js"
-import { orInternal } from "../internal/handlers.js"
+import { Audit } from "../Audit.js"
+import { auditContext, orInternal } from "../internal/handlers.js"
+import { Mailer } from "../Mailer.js"
 import { EngineConfig } from "../../EngineConfig.js"
-import { BulkJobCommand, BulkJobSummary, ConsoleStatus, TokenDevice } from "./ConsoleGroup.js"
+import { BulkJobCommand, BulkJobSummary, ConsoleStatus, MailNotSent, TestMailSent, TokenDevice } from "./ConsoleGroup.js"
 
 interface JobRow {
   readonly id: string
@@ -32,7 +34,30 @@ export const ConsoleGroupLive = HttpApiBuilder.group(AdminApi, "console", (handl
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const config = yield* EngineConfig
+    const mailer = yield* Mailer
+    const audit = yield* Audit
     return handlers
+      .handle("testMail", ({ payload }) =>
+        Effect.gen(function* () {
+          const context = yield* auditContext
+          const via = Option.isSome(config.smtpUrl) ? "smtp" : "outbox"
+          const sent = yield* Effect.either(
+            mailer.send({
+              to: payload.to,
+              subject: "NexMDM test mail",
+              text: `This is a test mail from NexMDM, sent by ${context.actor.label ?? context.actor.kind} from the console's settings page.\nIf you can read it, alert and password-reset mails reach this address.`
+            })
+          )
+          yield* audit.record({
+            ...context,
+            action: "settings.test_mail",
+            outcome: sent._tag === "Right" ? "success" : "failure",
+            detail: { to: payload.to, via }
+          })
+          if (sent._tag === "Left") return yield* new MailNotSent({ code: "MAIL_NOT_SENT", message: sent.left.message })
+          return new TestMailSent({ via })
+        }).pipe(orInternal)
+      )
       .handle("status", () =>
         sql<{ outcome: string; n: number }>`
           select outcome, count(*)::int as n from push_sends where at > now() - interval '1 day' group by outcome`.pipe(

@@ -2,13 +2,16 @@
  * Enrollment tokens (what the CLI's `tokens` commands do, over HTTP; every change audited).
  *
  *   GET  /enrollment-tokens              -> EnrollmentToken[] (never their secrets)
- *   POST /enrollment-tokens              {expiresInSeconds?, maxUses?, label?} -> 201 CreatedEnrollmentToken
+ *   POST /enrollment-tokens              {expiresInSeconds?, maxUses?, label?, tags?} -> 201 CreatedEnrollmentToken
  *   POST /enrollment-tokens/:id/revoke   -> 204
  */
 import { HttpApiEndpoint, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 import { NotFound } from "../AdminErrors.js"
 import { protectedGroup } from "./Middleware.js"
+
+/** Same rules as a device tag (DevicesGroup): the token's tags are applied to the devices it enrols. */
+const TokenTag = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64), Schema.pattern(/^[^\s,;]+$/))
 
 export const EnrollmentTokenId = Schema.String.pipe(Schema.pattern(/^et_[0-9a-z]{16}$/)).annotations({ identifier: "EnrollmentTokenId" })
 
@@ -20,7 +23,9 @@ export class EnrollmentToken extends Schema.Class<EnrollmentToken>("EnrollmentTo
   state: Schema.Literal("active", "expired", "used_up", "revoked"),
   expiresAt: Schema.Date,
   revokedAt: Schema.NullOr(Schema.Date),
-  createdAt: Schema.Date
+  createdAt: Schema.Date,
+  /** Applied to every device that enrols with this token. */
+  tags: Schema.Array(Schema.String)
 }) {}
 
 export class CreatedEnrollmentToken extends Schema.Class<CreatedEnrollmentToken>("CreatedEnrollmentToken")({
@@ -29,13 +34,16 @@ export class CreatedEnrollmentToken extends Schema.Class<CreatedEnrollmentToken>
   token: Schema.String,
   expiresAt: Schema.Date,
   maxUses: Schema.Int,
-  label: Schema.NullOr(Schema.String)
+  label: Schema.NullOr(Schema.String),
+  tags: Schema.Array(Schema.String)
 }) {}
 
 export const CreateEnrollmentToken = Schema.Struct({
   expiresInSeconds: Schema.optionalWith(Schema.Int.pipe(Schema.between(60, 365 * 86400)), { default: () => 86400 }),
   maxUses: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 1_000_000)), { default: () => 1 }),
-  label: Schema.optional(Schema.Trim.pipe(Schema.maxLength(200)))
+  label: Schema.optional(Schema.Trim.pipe(Schema.maxLength(200))),
+  /** Tags every device enrolled with the token gets (e.g. "warehouse-3", "channel:beta"). */
+  tags: Schema.optionalWith(Schema.Array(TokenTag).pipe(Schema.maxItems(20)), { default: () => [] })
 })
 
 export class EnrollmentTokensGroup extends protectedGroup("enrollmentTokens")

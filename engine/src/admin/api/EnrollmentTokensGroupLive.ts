@@ -33,16 +33,24 @@ export const EnrollmentTokensGroupLive = HttpApiBuilder.group(AdminApi, "enrollm
           const label = payload.label === undefined || payload.label === "" ? undefined : payload.label
           const token = yield* audit.inTransaction(
             context,
-            { action: "enrollment_token.create", detail: { maxUses: payload.maxUses, expiresInSeconds: payload.expiresInSeconds, label: label ?? null } },
+            { action: "enrollment_token.create", detail: { maxUses: payload.maxUses, expiresInSeconds: payload.expiresInSeconds, label: label ?? null, tags: payload.tags } },
             enrollment.createToken({
               expiresIn: Duration.seconds(payload.expiresInSeconds),
               maxUses: payload.maxUses,
               label,
+              tags: payload.tags,
               createdBy: `${principal.kind}:${principal.id}`
             }),
             (created) => ({ target: { kind: "enrollment_token", id: created.id } })
           )
-          return new CreatedEnrollmentToken({ id: token.id, token: token.token, expiresAt: token.expiresAt, maxUses: token.maxUses, label: token.label })
+          return new CreatedEnrollmentToken({
+            id: token.id,
+            token: token.token,
+            expiresAt: token.expiresAt,
+            maxUses: token.maxUses,
+            label: token.label,
+            tags: [...new Set(payload.tags)]
+          })
         }).pipe(orInternal)
       )
       .handle("revoke", ({ path }) =>
