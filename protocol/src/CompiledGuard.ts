@@ -26,6 +26,8 @@ const compileAst = (ast: SchemaAST.AST): Guard | undefined => {
       return (input) => typeof input === "boolean"
     case "UndefinedKeyword":
       return (input) => input === undefined
+    case "UnknownKeyword":
+      return () => true
     case "Literal": {
       const literal = ast.literal
       return (input) => input === literal
@@ -51,7 +53,19 @@ const compileAst = (ast: SchemaAST.AST): Guard | undefined => {
       return compileAst(ast.from)
     }
     case "TypeLiteral": {
-      if (ast.indexSignatures.length > 0) return undefined
+      if (ast.indexSignatures.length > 0) {
+        // Only a plain record of string keys (e.g. a command result payload), nothing mixed.
+        if (ast.propertySignatures.length > 0 || ast.indexSignatures.length > 1) return undefined
+        const signature = ast.indexSignatures[0]!
+        if (signature.parameter._tag !== "StringKeyword") return undefined
+        const value = compileAst(signature.type)
+        if (value === undefined) return undefined
+        return (input) => {
+          if (typeof input !== "object" || input === null || Array.isArray(input)) return false
+          for (const key of Object.keys(input)) if (!value((input as Record<string, unknown>)[key])) return false
+          return true
+        }
+      }
       const properties: Array<{ readonly name: PropertyKey; readonly optional: boolean; readonly guard: Guard }> = []
       for (const signature of ast.propertySignatures) {
         const guard = compileAst(signature.type)
@@ -78,7 +92,7 @@ const compileAst = (ast: SchemaAST.AST): Guard | undefined => {
 
 /** The object-literal shape under a Class (or a plain Struct), for copying its known fields. */
 const typeLiteralOf = (ast: SchemaAST.AST): SchemaAST.TypeLiteral | undefined => {
-  if (ast._tag === "TypeLiteral") return ast
+  if (ast._tag === "TypeLiteral") return ast.indexSignatures.length === 0 ? ast : undefined
   if (ast._tag === "Transformation") return typeLiteralOf(ast.from)
   return undefined
 }

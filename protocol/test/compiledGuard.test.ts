@@ -18,14 +18,15 @@ const parsedObjects = vectors.flatMap((vector) => {
 /** Values that probe each kind of check: types, ranges, integers, lengths, patterns, literals. */
 const probes: ReadonlyArray<unknown> = [
   undefined, null, true, false, 0, -1, 1, 1.5, 101, -201, 2_147_483_648, Number.MAX_SAFE_INTEGER + 2, "", "x",
-  "wifi", "satellite", "a\u0001b", "x".repeat(65), "x".repeat(256), "x".repeat(513), [], {}, "heartbeat", "1.4.0"
+  "wifi", "satellite", "a\u0001b", "x".repeat(65), "x".repeat(256), "x".repeat(513), [], {}, "heartbeat", "1.4.0",
+  { locked: true, nested: { a: [1, 2] } }, "succeeded", "failed", "received", "accepted"
 ]
 
 describe("compiled frame guards", () => {
   it("compile for the frames a device sends all the time (the rest keep the interpreter)", () => {
     expect(isCompilable(Heartbeat)).toBe(true)
     const compiled = DeviceFrame.members.filter((member) => isCompilable(member)).map((member) => member.identifier)
-    expect(compiled).toEqual(expect.arrayContaining(["Hello", "Heartbeat", "Ping", "RenewTicket", "CommandAck"]))
+    expect(compiled).toEqual(expect.arrayContaining(["Hello", "Heartbeat", "Ping", "RenewTicket", "CommandAck", "CommandResult"]))
   })
 
   it("agree with the Schema interpreter on every vector and on every single-field mutation of them", () => {

@@ -7,7 +7,7 @@
  */
 import { commandSigningString, resultSigningString, sign, verifySignature } from "@nexmdm/protocol/signing"
 import { spawn } from "node:child_process"
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { gzipSync } from "node:zlib"
@@ -20,6 +20,7 @@ import type { UserId } from "../../../engine/src/admin/Principal.js"
 import { consoleDirectory } from "../../../engine/src/AdminServer.js"
 import { DevicePlane } from "../../../engine/src/DevicePlane.js"
 import { Enrollment } from "../../../engine/src/Enrollment.js"
+import { apkToolsAvailable, fixtureApk, signingKey } from "../../../engine/test/support/ApkFixtures.js"
 import { createUser, PASSWORD, startAdmin, type TestAdmin } from "../../../engine/test/support/TestAdmin.js"
 import { DeviceSocket, type Enrolled, heartbeat, openDatabase, postJson } from "../../../engine/test/support/TestEngine.js"
 
@@ -84,12 +85,19 @@ describe.skipIf(!hasBrowser)("console end to end", () => {
     await page.waitForURL(/\/login/)
   }
 
+  let apkTools = false
+
   beforeAll(async () => {
     if (!existsSync(join(consoleDirectory, "index.html"))) throw new Error(`the console is not built (${consoleDirectory}): run npm run build --workspace console`)
     mkdirSync(ARTIFACTS, { recursive: true })
     const opened = await openDatabase()
     release = opened.release
+    // Agent releases need apksigner/keytool to sign a fixture APK; CI has them (NEXMDM_TEST_REQUIRE_TOOLCHAINS).
+    apkTools = await apkToolsAvailable()
+    if (!apkTools && process.env["NEXMDM_TEST_REQUIRE_TOOLCHAINS"] === "1") throw new Error("apksigner/keytool missing but NEXMDM_TEST_REQUIRE_TOOLCHAINS=1")
+    const signer = apkTools ? await signingKey("rsa") : undefined
     admin = await startAdmin(opened.database, {
+      ...(signer === undefined ? {} : { apkSignerSha256: [signer.certSha256Hex], dataDir: mkdtempSync(join(tmpdir(), "nexmdm-console-releases-")) }),
       authRatePerMinute: 100_000,
       apiRatePerMinute: 10_000_000,
       enrollRatePerMinute: 10_000_000,
@@ -312,6 +320,28 @@ describe.skipIf(!hasBrowser)("console end to end", () => {
     await page.waitForTimeout(400)
     await shot("11-fleet-tablet")
     await page.setViewportSize({ width: 1366, height: 900 })
+  })
+
+  it("publishes an agent release from the Releases page, promotes it, and enrollment then offers the QR code", async (context) => {
+    if (!apkTools) return context.skip()
+    const apk = await fixtureApk({ key: "rsa", versionCode: 7, versionName: "1.7.0" })
+    await page.goto(`${admin.url}/releases`)
+    await page.getByLabel("Upload channel").selectOption("beta")
+    await page.locator('input[type="file"]').setInputFiles(apk)
+    await expect.poll(() => page.locator("tbody").textContent(), { timeout: 15_000 }).toContain("1.7.0")
+    expect(await page.locator("tbody").textContent()).toContain("beta")
+    await page.getByRole("button", { name: "Promote to stable" }).click()
+    await expect.poll(() => page.locator("tbody").textContent()).toContain("stable")
+    await shot("12-releases")
+
+    await page.goto(`${admin.url}/enrollment`)
+    await page.getByRole("button", { name: "New token" }).click()
+    await page.getByRole("dialog").getByLabel("Label").fill("QR batch")
+    await page.getByRole("dialog").getByLabel("Tags to apply").fill("warehouse-9 channel:beta")
+    await page.getByRole("dialog").getByRole("button", { name: "Create token" }).click()
+    await page.getByTestId("token-qr").waitFor({ timeout: 15_000 })
+    await expect.poll(() => page.getByTestId("token-table").textContent()).toContain("warehouse-9")
+    await shot("13-enrollment-qr")
   })
 
   it("shows a viewer no way to change anything", async () => {
