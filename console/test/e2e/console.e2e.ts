@@ -328,10 +328,10 @@ describe.skipIf(!hasBrowser)("console end to end", () => {
     await page.goto(`${admin.url}/releases`)
     await page.getByLabel("Upload channel").selectOption("beta")
     await page.locator('input[type="file"]').setInputFiles(apk)
-    await expect.poll(() => page.locator("tbody").textContent(), { timeout: 15_000 }).toContain("1.7.0")
-    expect(await page.locator("tbody").textContent()).toContain("beta")
+    await expect.poll(() => page.locator("tbody").first().textContent(), { timeout: 15_000 }).toContain("1.7.0")
+    expect(await page.locator("tbody").first().textContent()).toContain("beta")
     await page.getByRole("button", { name: "Promote to stable" }).click()
-    await expect.poll(() => page.locator("tbody").textContent()).toContain("stable")
+    await expect.poll(() => page.locator("tbody").first().textContent()).toContain("stable")
     await shot("12-releases")
 
     await page.goto(`${admin.url}/enrollment`)
