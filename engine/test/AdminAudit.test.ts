@@ -113,7 +113,7 @@ describe("audit rows and transactions", () => {
         actor_id: ownerId,
         target_kind: "enrollment_token",
         source_ip: owner.ip,
-        detail: { maxUses: 5, expiresInSeconds: 86400, label: "audited" }
+        detail: { maxUses: 5, expiresInSeconds: 86400, label: "audited", tags: [] }
       }),
       expect.objectContaining({ action: "enrollment_token.revoke", outcome: "success", actor_id: ownerId })
     ])
