@@ -18,7 +18,8 @@ import { protectedGroup } from "./Middleware.js"
 const DeviceIdParam = Schema.String.pipe(Schema.pattern(/^dev_[0-9a-z]{20,32}$/)).annotations({ identifier: "DeviceId" })
 const Presence = Schema.Literal("connected", "overdue", "grace", "offline")
 const Network = Schema.Literal("none", "wifi", "cellular", "ethernet", "vpn", "other")
-const Tag = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64), Schema.pattern(/^[^\s,;]+$/))
+/** A device tag; enrollment tokens use the same rule for the tags they apply. */
+export const Tag = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64), Schema.pattern(/^[^\s,;]+$/))
 
 export class LatestHeartbeat extends Schema.Class<LatestHeartbeat>("LatestHeartbeat")({
   recordedAt: Schema.Date,

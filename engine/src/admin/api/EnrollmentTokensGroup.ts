@@ -8,10 +8,8 @@
 import { HttpApiEndpoint, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 import { NotFound } from "../AdminErrors.js"
+import { Tag } from "./DevicesGroup.js"
 import { protectedGroup } from "./Middleware.js"
-
-/** Same rules as a device tag (DevicesGroup): the token's tags are applied to the devices it enrols. */
-const TokenTag = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64), Schema.pattern(/^[^\s,;]+$/))
 
 export const EnrollmentTokenId = Schema.String.pipe(Schema.pattern(/^et_[0-9a-z]{16}$/)).annotations({ identifier: "EnrollmentTokenId" })
 
@@ -43,7 +41,7 @@ export const CreateEnrollmentToken = Schema.Struct({
   maxUses: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 1_000_000)), { default: () => 1 }),
   label: Schema.optional(Schema.Trim.pipe(Schema.maxLength(200))),
   /** Tags every device enrolled with the token gets (e.g. "warehouse-3", "channel:beta"). */
-  tags: Schema.optionalWith(Schema.Array(TokenTag).pipe(Schema.maxItems(20)), { default: () => [] })
+  tags: Schema.optionalWith(Schema.Array(Tag).pipe(Schema.maxItems(20)), { default: () => [] })
 })
 
 export class EnrollmentTokensGroup extends protectedGroup("enrollmentTokens")
