@@ -115,6 +115,7 @@ export interface ActorPolicy {
   /** Wait between FCM wake-ups of an absent device with queued commands, and how many to send. */
   readonly wakeRetryMs: number
   readonly maxWakeups: number
+  readonly battery: BatteryPolicy
 }
 
 export interface Env {
@@ -136,6 +137,8 @@ export interface HttpHeartbeatResult {
   readonly durableSeq: number
   /** Set when some heartbeats were refused for lack of buffer space. */
   readonly backpressure: boolean
+  /** The device's heartbeat interval (its own, or the engine's): what the answer announces. */
+  readonly intervalS: number
 }
 
 export type ActorMessage =
@@ -250,33 +253,67 @@ const ackFrame = (seq: number, durableSeq: number) => `{"type":"ack","seq":${seq
 export const errorFrame = (code: ErrorCode, message: string, extra = "") =>
   `{"type":"error","code":"${code}","message":${JSON.stringify(message)}${extra}}`
 
+/** How the advised interval (PROTOCOL.md 9.6) stretches the device's interval by power state. */
+export interface BatteryPolicy {
+  readonly batteryFactor: number
+  readonly meteredFactor: number
+  readonly lowBatteryFactor: number
+  readonly lowBatteryPct: number
+  readonly dozeFactor: number
+  readonly dozeMinS: number
+}
+
+const MAX_INTERVAL_S = 86_400
+
+/** The `heartbeatPolicy` announced to a device whose interval is `intervalS`. */
+export const heartbeatPolicyFor = (intervalS: number, battery: BatteryPolicy) => {
+  const scaled = (factor: number, atLeast = 1) => Math.min(MAX_INTERVAL_S, Math.max(atLeast, Math.round(intervalS * factor)))
+  return {
+    chargingS: scaled(1),
+    batteryS: scaled(battery.batteryFactor),
+    meteredS: scaled(battery.meteredFactor),
+    lowBatteryS: scaled(battery.lowBatteryFactor),
+    lowBatteryPct: battery.lowBatteryPct,
+    dozeS: scaled(battery.dozeFactor, battery.dozeMinS)
+  }
+}
+
 /**
- * The interval a device heartbeats at and the engine's thresholds for it. Overdue and offline
- * scale with a device's own interval (set_heartbeat_interval): a device told to heartbeat every
- * 10 minutes is not overdue after the engine's 75 seconds. Never shorter than the configured ones.
+ * The interval a device is told to heartbeat at (`intervalS`: its own from set_heartbeat_interval,
+ * else the engine's), the pace it says it keeps (`paceS`: the larger of that and the `intervalS`
+ * of its latest heartbeat, which follows the battery policy), and the engine's thresholds for it.
+ * Overdue and offline scale with the pace: a phone told to heartbeat every 10 minutes, or one in
+ * Doze following the advice, is not overdue after the engine's 75 seconds. Never shorter than
+ * the configured thresholds.
  */
 export const timingOf = (state: DeviceState, policy: ActorPolicy) => {
-  const own = state.heartbeatIntervalS
-  if (own === undefined || own <= policy.heartbeatIntervalS) {
-    return { intervalS: own ?? policy.heartbeatIntervalS, overdueAfterMs: policy.overdueAfterMs, offlineAfterMs: policy.offlineAfterMs }
+  const intervalS = state.heartbeatIntervalS ?? policy.heartbeatIntervalS
+  const reported = state.lastHeartbeat?.intervalS
+  const paceS = reported !== undefined && reported > intervalS ? reported : intervalS
+  if (paceS <= policy.heartbeatIntervalS) {
+    return { intervalS, paceS, overdueAfterMs: policy.overdueAfterMs, offlineAfterMs: policy.offlineAfterMs }
   }
-  const factor = own / policy.heartbeatIntervalS
+  const factor = paceS / policy.heartbeatIntervalS
   return {
-    intervalS: own,
+    intervalS,
+    paceS,
     overdueAfterMs: Math.round(policy.overdueAfterMs * factor),
     offlineAfterMs: Math.round(policy.offlineAfterMs * factor)
   }
 }
 
-export const welcomeFrame = (state: DeviceState, now: number, ticketExpiresAt: number, policy: ActorPolicy) =>
-  JSON.stringify({
+export const welcomeFrame = (state: DeviceState, now: number, ticketExpiresAt: number, policy: ActorPolicy) => {
+  const intervalS = timingOf(state, policy).intervalS
+  return JSON.stringify({
     type: "welcome",
     deviceId: state.deviceId,
     serverTime: now,
-    heartbeatIntervalS: timingOf(state, policy).intervalS,
+    heartbeatIntervalS: intervalS,
     durableSeq: state.durableSeq,
-    ticketExpiresAt
+    ticketExpiresAt,
+    heartbeatPolicy: heartbeatPolicyFor(intervalS, policy.battery)
   })
+}
 
 const seconds = (ms: number) => `${Math.round(ms / 1000)}s`
 
@@ -329,7 +366,11 @@ const acceptHeartbeat = (
     signalDbm: heartbeat.signalDbm,
     foregroundApp: heartbeat.foregroundApp,
     agentVersion: heartbeat.agentVersion,
-    uptimeS: heartbeat.uptimeS
+    uptimeS: heartbeat.uptimeS,
+    intervalS: heartbeat.intervalS,
+    wakeups: heartbeat.wakeups,
+    txBytes: heartbeat.txBytes,
+    reconnects: heartbeat.reconnects
   }
   effects.push({ _tag: "Write", row }, { _tag: "HeartbeatCounted", outcome: "accepted" }, { _tag: "Changed" })
   // Hot fields, in place (see DeviceState).
@@ -353,6 +394,10 @@ const acceptHeartbeat = (
     sample.storageFreeMb = row.storageFreeMb
     sample.signalDbm = row.signalDbm
     sample.uptimeS = row.uptimeS
+    sample.intervalS = row.intervalS
+    sample.wakeups = row.wakeups
+    sample.txBytes = row.txBytes
+    sample.reconnects = row.reconnects
     // Strings change rarely: keep the stored copy when equal, so this frame's copies die young
     // (JSON.parse makes new ones every time, and the sample lives a whole interval).
     if (sample.network !== row.network) sample.network = row.network
@@ -558,7 +603,7 @@ export const step = (current: DeviceState, message: ActorMessage, env: Env): Ste
         if (outcome === "accepted") pending++
         acked.push(heartbeat.seq)
       }
-      const result: HttpHeartbeatResult = { acked, durableSeq: next.durableSeq, backpressure }
+      const result: HttpHeartbeatResult = { acked, durableSeq: next.durableSeq, backpressure, intervalS: timingOf(next, policy).intervalS }
       effects.push({ _tag: "Reply", run: () => message.reply(result) })
       return [next, effects]
     }
@@ -683,7 +728,7 @@ export const step = (current: DeviceState, message: ActorMessage, env: Env): Ste
           next = transition(
             next,
             "overdue",
-            `heartbeat overdue: none for ${seconds(silentFor)} (interval ${timing.intervalS}s)`,
+            `heartbeat overdue: none for ${seconds(silentFor)} (interval ${timing.paceS}s)`,
             now,
             effects
           )

@@ -19,9 +19,9 @@ import {
 } from "@nexmdm/protocol"
 import { SqlClient } from "@effect/sql"
 import { Context, Duration, Effect, Either, FiberSet, Layer, Option, Schedule, Schema } from "effect"
-import { type Connection, errorFrame } from "./DeviceActor.js"
+import { type Connection, errorFrame, heartbeatPolicyFor } from "./DeviceActor.js"
 import { DeviceRegistry, type TellResult } from "./DeviceRegistry.js"
-import { EngineConfig } from "./EngineConfig.js"
+import { batteryPolicyOf, EngineConfig } from "./EngineConfig.js"
 import { Enrollment, EnrollmentRejected } from "./Enrollment.js"
 import { exchange, type Exchange, readBody, respond, respondError, respondRaw } from "./internal/HttpIo.js"
 import { type Bucket, type BucketPolicy, KeyedLimiter, newBucket, take } from "./internal/TokenBucket.js"
@@ -97,6 +97,7 @@ export const make = Effect.gen(function* () {
     capacity: Math.max(1, Math.min(config.enrollRatePerMinute, 10))
   })
   const heartbeatIntervalS = Math.round(Duration.toSeconds(config.heartbeatInterval))
+  const batteryPolicy = batteryPolicyOf(config)
   const authTimeoutMs = Duration.toMillis(config.authTimeout)
   const trustedHeader = Option.map(config.trustedProxyHeader, (name) => name.toLowerCase())
 
@@ -402,7 +403,8 @@ export const make = Effect.gen(function* () {
           respond(ex, 200, {
             acked: result.acked,
             durableSeq: result.durableSeq,
-            heartbeatIntervalS,
+            heartbeatIntervalS: result.intervalS,
+            heartbeatPolicy: heartbeatPolicyFor(result.intervalS, batteryPolicy),
             ...(renewal === undefined ? {} : { ticket: renewal.ticket, ticketExpiresAt: renewal.expiresAt })
           })
         }

@@ -24,7 +24,7 @@ import {
 } from "./DeviceActor.js"
 import { DeviceDirectory } from "./DeviceDirectory.js"
 import { DeviceEventLog } from "./DeviceEventLog.js"
-import { EngineConfig } from "./EngineConfig.js"
+import { batteryPolicyOf, EngineConfig } from "./EngineConfig.js"
 import * as Metrics from "./Metrics.js"
 import { TelemetryWriter } from "./TelemetryWriter.js"
 import { Tickets } from "./Tickets.js"
@@ -108,6 +108,7 @@ export const make = Effect.gen(function* () {
     // Quiet for two sweeps: a device heartbeating every second gets its watermark in acks instead.
     durableNoticeAfterMs: Math.max(2 * Duration.toMillis(config.sweepInterval), 4 * Duration.toMillis(config.batchMaxDelay)),
     wakeRetryMs: Duration.toMillis(config.wakeRetry),
+    battery: batteryPolicyOf(config),
     maxWakeups: config.maxWakeups
   }
   const actors = new Map<string, Actor>()

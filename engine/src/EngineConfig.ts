@@ -37,6 +37,13 @@ const optionalSeconds = (name: string, min: number, max: number, description: st
 const millis = (name: string, fallback: number, min: number, max: number, description: string) =>
   int(name, fallback, min, max, `${description} (milliseconds)`).pipe(Config.map(Duration.millis))
 
+const factor = (name: string, fallback: number, description: string) =>
+  Config.number(name).pipe(
+    Config.validate({ message: "must be a number between 1 and 1000", validation: (n) => n >= 1 && n <= 1000 }),
+    Config.withDefault(fallback),
+    Config.withDescription(`${description} (times the device's heartbeat interval)`)
+  )
+
 const port = (name: string, fallback: number, description: string) => int(name, fallback, 0, 65535, description)
 
 export const engineConfig = Config.all({
@@ -62,6 +69,13 @@ export const engineConfig = Config.all({
   offlineAfter: Config.option(
     optionalSeconds("NEXMDM_OFFLINE_AFTER_S", 1, 86400, "Device without a heartbeat for this long is 'offline' (default 5 intervals)")
   ),
+  // The heartbeatPolicy announced to agents (PROTOCOL.md 9.6): factor 1 everywhere turns it off.
+  batteryIntervalFactor: factor("NEXMDM_BATTERY_INTERVAL_FACTOR", 2, "Advised interval on battery"),
+  meteredIntervalFactor: factor("NEXMDM_METERED_INTERVAL_FACTOR", 4, "Advised interval on battery over a metered (cellular) network"),
+  lowBatteryIntervalFactor: factor("NEXMDM_LOW_BATTERY_INTERVAL_FACTOR", 10, "Advised interval at or below NEXMDM_LOW_BATTERY_PCT"),
+  lowBatteryPct: int("NEXMDM_LOW_BATTERY_PCT", 15, 0, 100, "Battery level at or below which the low-battery interval applies (%)"),
+  dozeIntervalFactor: factor("NEXMDM_DOZE_INTERVAL_FACTOR", 10, "Advised interval while the device is in Doze"),
+  dozeMinInterval: seconds("NEXMDM_DOZE_MIN_INTERVAL_S", 900, 1, 86400, "Shortest advised interval in Doze"),
   grace: seconds("NEXMDM_GRACE_S", 45, 0, 3600, "Socket closed this long without reconnect before a device is 'offline'"),
   passivateAfter: seconds("NEXMDM_PASSIVATE_AFTER_S", 600, 1, 86400, "Offline actors are dropped from memory after"),
   sweepInterval: millis("NEXMDM_SWEEP_INTERVAL_MS", 1000, 10, 60000, "How often presence is re-evaluated"),
@@ -223,3 +237,13 @@ export class EngineConfig extends Context.Tag("@nexmdm/engine/EngineConfig")<Eng
 }
 
 export const redactedOption = (value: Option.Option<Redacted.Redacted>) => Option.map(value, Redacted.value)
+
+/** The settings behind the heartbeatPolicy agents are told (PROTOCOL.md 9.6). */
+export const batteryPolicyOf = (config: EngineConfigShape) => ({
+  batteryFactor: config.batteryIntervalFactor,
+  meteredFactor: config.meteredIntervalFactor,
+  lowBatteryFactor: config.lowBatteryIntervalFactor,
+  lowBatteryPct: config.lowBatteryPct,
+  dozeFactor: config.dozeIntervalFactor,
+  dozeMinS: Math.round(Duration.toSeconds(config.dozeMinInterval))
+})

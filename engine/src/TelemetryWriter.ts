@@ -29,6 +29,11 @@ export interface HeartbeatRow {
   readonly foregroundApp: string | undefined
   readonly agentVersion: string
   readonly uptimeS: number
+  /** The agent's interval and own cost since its previous sample (PROTOCOL.md 9.6), when sent. */
+  readonly intervalS?: number | undefined
+  readonly wakeups?: number | undefined
+  readonly txBytes?: number | undefined
+  readonly reconnects?: number | undefined
 }
 
 /** Stored as smallint: two bytes instead of a string per row. */
@@ -54,11 +59,14 @@ export class TelemetryWriter extends Context.Tag("@nexmdm/engine/TelemetryWriter
 
 const insertHeartbeats = `
 insert into heartbeats (device_id, seq, recorded_at, device_ts, battery_pct, charging, mem_free_mb,
-  mem_total_mb, storage_free_mb, network, signal_dbm, foreground_app, agent_version, uptime_s)
-select d, s, to_timestamp(r / 1000.0), to_timestamp(t / 1000.0), b, c, mf, mt, sf, n, sig, fg, av, up
+  mem_total_mb, storage_free_mb, network, signal_dbm, foreground_app, agent_version, uptime_s,
+  interval_s, wakeups, tx_bytes, reconnects)
+select d, s, to_timestamp(r / 1000.0), to_timestamp(t / 1000.0), b, c, mf, mt, sf, n, sig, fg, av, up,
+  iv, wk, tx, rc
 from unnest($1::text[], $2::int8[], $3::float8[], $4::float8[], $5::int2[], $6::bool[], $7::int4[],
-  $8::int4[], $9::int4[], $10::int2[], $11::int2[], $12::text[], $13::text[], $14::int4[])
-  as u(d, s, r, t, b, c, mf, mt, sf, n, sig, fg, av, up)`
+  $8::int4[], $9::int4[], $10::int2[], $11::int2[], $12::text[], $13::text[], $14::int4[],
+  $15::int4[], $16::int4[], $17::int4[], $18::int4[])
+  as u(d, s, r, t, b, c, mf, mt, sf, n, sig, fg, av, up, iv, wk, tx, rc)`
 
 /** The batch as one array literal per column (see internal/PgArrays: pg's own array encoding was the hot spot). */
 const toColumns = (rows: ReadonlyArray<HeartbeatRow>): Array<string> => [
@@ -75,7 +83,11 @@ const toColumns = (rows: ReadonlyArray<HeartbeatRow>): Array<string> => [
   PgArrays.numberArray(rows, (row) => row.signalDbm),
   PgArrays.textArray(rows, (row) => row.foregroundApp),
   PgArrays.textArray(rows, (row) => row.agentVersion),
-  PgArrays.numberArray(rows, (row) => row.uptimeS)
+  PgArrays.numberArray(rows, (row) => row.uptimeS),
+  PgArrays.numberArray(rows, (row) => row.intervalS),
+  PgArrays.numberArray(rows, (row) => row.wakeups),
+  PgArrays.numberArray(rows, (row) => row.txBytes),
+  PgArrays.numberArray(rows, (row) => row.reconnects)
 ]
 
 export interface WriterHooks {

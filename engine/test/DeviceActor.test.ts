@@ -23,7 +23,8 @@ const policy: ActorPolicy = {
   graceMs: 45_000,
   durableNoticeAfterMs: 1_000,
   wakeRetryMs: 60_000,
-  maxWakeups: 3
+  maxWakeups: 3,
+  battery: { batteryFactor: 2, meteredFactor: 4, lowBatteryFactor: 10, lowBatteryPct: 15, dozeFactor: 10, dozeMinS: 900 }
 }
 
 const T0 = 1_764_000_000_000
@@ -236,7 +237,7 @@ describe("device actor", () => {
     expect(state.presence).toBe("connected")
     const [, effects] = step(state, { _tag: "HttpHeartbeats", generation: 1, heartbeats: [hb(3)], reply: (r) => (reply = r) }, env(T0 + 1, { room: false }))
     for (const effect of effects) if (effect._tag === "Reply") effect.run()
-    expect(reply).toEqual({ acked: [], durableSeq: 0, backpressure: true })
+    expect(reply).toEqual({ acked: [], durableSeq: 0, backpressure: true, intervalS: 30 })
   })
 
   it("a refused heartbeat blocks later seqs until it is resent, so nothing overtakes it", () => {
@@ -279,7 +280,7 @@ describe("device actor", () => {
       { now: T0, policy, writerHasRoom: (rows) => rows <= roomFor, durableSeq: 0 }
     )
     for (const effect of effects) if (effect._tag === "Reply") effect.run()
-    expect(reply).toEqual({ acked: [1, 2], durableSeq: 0, backpressure: true })
+    expect(reply).toEqual({ acked: [1, 2], durableSeq: 0, backpressure: true, intervalS: 30 })
     expect(effects.filter((e) => e._tag === "Write")).toHaveLength(2)
   })
 
@@ -338,8 +339,37 @@ describe("device actor", () => {
     const again = run(overdue.state, [connect(connection(2), T0 + 800_000)])
     const welcome = again.effects.flatMap((e) => (e._tag === "Send" && e.frame.includes('"welcome"') ? [JSON.parse(e.frame)] : []))
     expect(welcome[0]).toMatchObject({ heartbeatIntervalS: 300 })
+    // ... and the battery advice derived from it.
+    expect(welcome[0].heartbeatPolicy).toEqual({ chargingS: 300, batteryS: 600, meteredS: 1200, lowBatteryS: 3000, lowBatteryPct: 15, dozeS: 3000 })
     const reenrolled = run(again.state, [[T0 + 900_000, { _tag: "CredentialsReplaced", generation: 2, hmacKey: Buffer.alloc(32, 2) }]])
     expect(reenrolled.state.heartbeatIntervalS).toBeUndefined()
     expect(reenrolled.effects).toContainEqual({ _tag: "HeartbeatIntervalChanged", intervalS: undefined })
+  })
+
+  it("welcomes with the battery advice, and follows the interval a heartbeat says it keeps", () => {
+    const c = connection(1)
+    const onBattery = new Heartbeat({ ...hb(1), intervalS: 300, wakeups: 2, txBytes: 900, reconnects: 1 })
+    const { state, effects } = run(fresh(), [connect(c), [T0, { _tag: "Heartbeat", connectionId: 1, heartbeat: onBattery, receivedAt: 0 }]])
+    expect(sentTo(effects, c)[0].heartbeatPolicy).toEqual({ chargingS: 30, batteryS: 60, meteredS: 120, lowBatteryS: 300, lowBatteryPct: 15, dozeS: 900 })
+    // The agent's cost goes to storage with the row.
+    expect(effects.find((e) => e._tag === "Write")).toMatchObject({ row: { intervalS: 300, wakeups: 2, txBytes: 900, reconnects: 1 } })
+    // Ten times the engine's interval: overdue after 750 s, not 75 s.
+    expect(needsTick(state, T0 + 749_000, policy)).toBe(false)
+    const overdue = run(state, [[T0 + 750_000, { _tag: "Tick" }]])
+    expect(presenceEvents(overdue.effects)).toEqual(["overdue: heartbeat overdue: none for 750s (interval 300s)"])
+    // Plugged in again: the next heartbeat reports 30 s and the engine's thresholds are back.
+    const charging = run(overdue.state, [[T0 + 751_000, { _tag: "Heartbeat", connectionId: 1, heartbeat: new Heartbeat({ ...hb(2), charging: true, intervalS: 30 }), receivedAt: 0 }]])
+    expect(needsTick(charging.state, T0 + 751_000 + 75_000, policy)).toBe(true)
+    // A heartbeat without intervalS (an older agent) means the announced interval.
+    const older = run(charging.state, [[T0 + 752_000, { _tag: "Heartbeat", connectionId: 1, heartbeat: hb(3), receivedAt: 0 }]])
+    expect(older.state.lastHeartbeat?.intervalS).toBeUndefined()
+    expect(needsTick(older.state, T0 + 752_000 + 75_000, policy)).toBe(true)
+  })
+
+  it("answers an HTTP batch with the device's interval (the plane adds the advice)", () => {
+    let answer: unknown
+    const { effects } = run(fresh(), [[T0, { _tag: "HttpHeartbeats", generation: 1, heartbeats: [hb(1)], reply: (result) => void (answer = result) }]])
+    for (const effect of effects) if (effect._tag === "Reply") effect.run()
+    expect(answer).toMatchObject({ acked: [1], intervalS: 30 })
   })
 })

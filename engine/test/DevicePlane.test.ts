@@ -46,6 +46,29 @@ describe("device plane", () => {
     socket.close()
   })
 
+  it("stores the agent's interval and own cost with the heartbeat, and nulls for an agent that sends none", async () => {
+    const device = await enrolled("hw-battery-budget")
+    const socket = await DeviceSocket.open(engine.wsUrl, device.ticket)
+    const welcome = await socket.waitFor((f) => f.type === "welcome")
+    expect(welcome.heartbeatPolicy).toMatchObject({ chargingS: 1, batteryS: 2 })
+    socket.send(heartbeat(1, { intervalS: 2, wakeups: 3, txBytes: 1840, reconnects: 1 }))
+    socket.send(heartbeat(2))
+    await socket.waitFor((f) => f.type === "ack" && f.seq === 2)
+    socket.close()
+    const stored = await eventually(async () => {
+      const rows = await engine.run(
+        Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          sql`select seq, interval_s, wakeups, tx_bytes, reconnects from heartbeats where device_id = ${device.deviceId} order by seq`
+        )
+      )
+      return rows.length === 2 ? rows : undefined
+    })
+    expect(stored).toEqual([
+      { seq: "1", interval_s: 2, wakeups: 3, tx_bytes: 1840, reconnects: 1 },
+      { seq: "2", interval_s: null, wakeups: null, tx_bytes: null, reconnects: null }
+    ])
+  })
+
   it("a resent heartbeat (same seq) is acked again but stored once", async () => {
     const device = await enrolled("hw-dedup")
     const socket = await DeviceSocket.open(engine.wsUrl, device.ticket)
@@ -164,6 +187,8 @@ describe("device plane", () => {
     const ok = await postJson(`${engine.url}/v1/device/heartbeats`, { heartbeats: [hb1, hb2] }, auth)
     expect(ok.status).toBe(200)
     expect(ok.body).toMatchObject({ acked: [1, 2], heartbeatIntervalS: 1 })
+    // Engine interval 1 s: the Doze advice is the 900 s floor.
+    expect(ok.body.heartbeatPolicy).toEqual({ chargingS: 1, batteryS: 2, meteredS: 4, lowBatteryS: 10, lowBatteryPct: 15, dozeS: 900 })
     const unordered = await postJson(`${engine.url}/v1/device/heartbeats`, { heartbeats: [hb2, hb1] }, auth)
     expect(unordered.status).toBe(400)
     expect(unordered.body.error.code).toBe("BAD_REQUEST")

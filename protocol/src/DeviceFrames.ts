@@ -34,6 +34,9 @@ export type NetworkType = typeof NetworkType.Type
 export const PrintableString = (min: number, max: number) =>
   Schema.String.pipe(Schema.minLength(min), Schema.maxLength(max), Schema.pattern(/^[\x20-\x7E]*$/))
 
+/** A heartbeat interval, seconds: at most a day. */
+export const IntervalSeconds = Schema.Int.pipe(Schema.between(1, 86_400))
+
 const PackageName = PrintableString(1, 255)
 const VersionString = PrintableString(1, 64)
 
@@ -62,7 +65,17 @@ export const HeartbeatFields = {
   signalDbm: Schema.optional(Schema.Int.pipe(Schema.between(-200, 0))),
   foregroundApp: Schema.optional(PackageName),
   agentVersion: VersionString,
-  uptimeS: NonNegativeInt
+  uptimeS: NonNegativeInt,
+  // The agent's own cost since its previous sample (PROTOCOL.md 9.6). Optional: older agents
+  // do not send them.
+  /** Heartbeat interval the agent was using when it took this sample (its choice by the policy). */
+  intervalS: Schema.optional(IntervalSeconds),
+  /** Times the agent woke up or was woken for its own work. */
+  wakeups: Schema.optional(NonNegativeInt),
+  /** Bytes the agent sent to the engine (frame payloads and HTTP bodies). */
+  txBytes: Schema.optional(NonNegativeInt),
+  /** WebSocket connection attempts. */
+  reconnects: Schema.optional(NonNegativeInt)
 }
 
 export class Heartbeat extends Schema.Class<Heartbeat>("Heartbeat")({
@@ -85,6 +98,19 @@ export class RenewTicket extends Schema.Class<RenewTicket>("RenewTicket")({
 // Engine -> device
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * The engine's advice on the heartbeat interval by power and network state (PROTOCOL.md 9.6).
+ * The agent picks the first that applies: Doze, charging, low battery, metered network, battery.
+ */
+export class HeartbeatPolicy extends Schema.Class<HeartbeatPolicy>("HeartbeatPolicy")({
+  chargingS: IntervalSeconds,
+  batteryS: IntervalSeconds,
+  meteredS: IntervalSeconds,
+  lowBatteryS: IntervalSeconds,
+  lowBatteryPct: Schema.Int.pipe(Schema.between(0, 100)),
+  dozeS: IntervalSeconds
+}) {}
+
 export class Welcome extends Schema.Class<Welcome>("Welcome")({
   type: Schema.Literal("welcome"),
   deviceId: Schema.String,
@@ -92,7 +118,8 @@ export class Welcome extends Schema.Class<Welcome>("Welcome")({
   heartbeatIntervalS: Schema.Int.pipe(Schema.positive()),
   /** Highest seq already persisted: the device resends everything in its outbox above it. */
   durableSeq: DurableSeq,
-  ticketExpiresAt: EpochMillis
+  ticketExpiresAt: EpochMillis,
+  heartbeatPolicy: Schema.optional(HeartbeatPolicy)
 }) {}
 
 /** Acknowledges one heartbeat. The device may drop outbox entries up to `durableSeq` only. */

@@ -4,7 +4,7 @@
  */
 import { Schema } from "effect"
 import { CommandAck, CommandFrame, CommandResult } from "./Commands.js"
-import { DurableSeq, ErrorCode, HeartbeatFields, PrintableString, Seq } from "./DeviceFrames.js"
+import { DurableSeq, ErrorCode, HeartbeatFields, HeartbeatPolicy, PrintableString, Seq } from "./DeviceFrames.js"
 
 export const MAX_HTTP_HEARTBEATS = 100
 
@@ -58,6 +58,7 @@ export class HeartbeatBatchResponse extends Schema.Class<HeartbeatBatchResponse>
   acked: Schema.Array(Seq),
   durableSeq: DurableSeq,
   heartbeatIntervalS: Schema.Number,
+  heartbeatPolicy: Schema.optional(HeartbeatPolicy),
   /** A fresh ticket when the presented one is past half its life. */
   ticket: Schema.optional(Schema.String),
   ticketExpiresAt: Schema.optional(Schema.Number)
