@@ -10,19 +10,22 @@ import com.google.firebase.FirebaseApp
 import com.google.firebase.messaging.FirebaseMessaging
 import com.nexmdm.agent.core.AgentEvents
 import com.nexmdm.agent.core.AgentSession
+import com.nexmdm.agent.core.AgentStats
 import com.nexmdm.agent.core.ApiError
 import com.nexmdm.agent.core.Credentials
 import com.nexmdm.agent.core.EnrollmentClient
 import com.nexmdm.agent.core.SessionConfig
 import com.nexmdm.agent.core.protocol.EnrollRequest
 import com.nexmdm.agent.core.protocol.Json
+import com.nexmdm.agent.core.protocol.PowerState
 import com.nexmdm.agent.core.storage.FileStorage
 import com.nexmdm.agent.core.transport.OkHttpTransport
 import java.io.File
 
 /**
  * Process-wide agent state: storage in the no-backup directory (never in cloud backups), one
- * OkHttp client, and the [AgentSession] once the device is enrolled.
+ * OkHttp client, the agent's cost counters and last known power state, and the [AgentSession]
+ * once the device is enrolled.
  */
 class AgentRuntime(private val context: Context) {
     val storage = FileStorage(File(context.noBackupFilesDir, "agent"))
@@ -30,6 +33,12 @@ class AgentRuntime(private val context: Context) {
     val watchdog = RelaunchWatchdog(context)
     private val recent = ArrayDeque<String>()
     private var session: AgentSession? = null
+
+    /** Since the process started (PROTOCOL.md 9.6); kept across sessions, so a new session loses no count. */
+    val stats = AgentStats()
+
+    @Volatile
+    private var powerState: PowerState? = null
 
     private val events = AgentEvents { name, fields ->
         // Never log secrets: events carry ids, codes and counts only.
@@ -53,10 +62,19 @@ class AgentRuntime(private val context: Context) {
         if (session == null && isEnrolled()) {
             session = AgentSession(
                 storage, transport, transport, AndroidTelemetry(context), AndroidCommandExecutor(context, this),
-                SessionConfig(agentVersion = BuildConfig.VERSION_NAME), events,
-            )
+                SessionConfig(agentVersion = BuildConfig.VERSION_NAME), events, stats = stats,
+            ).also { created -> powerState?.let { created.onPowerStateChanged(it) } }
         }
         return session
+    }
+
+    /**
+     * The power and network state changed (broadcasts and the network callback of [AgentService]).
+     * Given to the running session only: one created later gets the latest state when created.
+     */
+    fun onPowerStateChanged(state: PowerState) {
+        powerState = state
+        synchronized(this) { session }?.onPowerStateChanged(state)
     }
 
     @Synchronized

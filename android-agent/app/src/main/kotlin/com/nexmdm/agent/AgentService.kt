@@ -6,10 +6,13 @@ import android.app.NotificationManager
 import android.app.PendingIntent
 import android.app.Service
 import android.app.admin.DevicePolicyManager
+import android.content.BroadcastReceiver
+import android.content.Context
 import android.content.Intent
 import android.content.pm.ServiceInfo
 import android.net.ConnectivityManager
 import android.net.Network
+import android.net.NetworkCapabilities
 import android.os.Build
 import android.os.IBinder
 import android.util.Log
@@ -19,11 +22,13 @@ import java.util.concurrent.TimeUnit
 
 /**
  * Holds the connection to the engine in the foreground (the socket is the command channel), feeds
- * network changes to the session, carries out a pending enrollment, and runs the relaunch watchdog.
+ * network and power changes to the session (reconnects; the heartbeat interval of PROTOCOL.md 9.6),
+ * carries out a pending enrollment, and runs the relaunch watchdog.
  */
 class AgentService : Service() {
     private val background = Executors.newSingleThreadScheduledExecutor()
     private var networkCallback: ConnectivityManager.NetworkCallback? = null
+    private var powerReceiver: BroadcastReceiver? = null
     private var enrolling = false
 
     override fun onBind(intent: Intent?): IBinder? = null
@@ -37,12 +42,20 @@ class AgentService : Service() {
                 agentRuntime.session()?.onNetworkAvailable()
             }
 
+            override fun onCapabilitiesChanged(network: Network, networkCapabilities: NetworkCapabilities) {
+                // The default network's capabilities: metered or not, before activeNetwork may say so.
+                val metered = AndroidPowerState.isMetered(networkCapabilities)
+                agentRuntime.onPowerStateChanged(AndroidPowerState.read(this@AgentService, metered = metered))
+            }
+
             override fun onLost(network: Network) {
                 if (connectivity.activeNetwork == null) agentRuntime.session()?.onNetworkLost()
+                agentRuntime.onPowerStateChanged(AndroidPowerState.read(this@AgentService))
             }
         }
         connectivity.registerDefaultNetworkCallback(callback)
         networkCallback = callback
+        registerPowerReceiver()
         agentRuntime.watchdog.start()
     }
 
@@ -64,6 +77,25 @@ class AgentService : Service() {
         runtime.registerFcmToken()
         if (intent?.action == ACTION_WAKE) session.wake()
         return START_STICKY
+    }
+
+    /**
+     * Charging, battery level and Doze (9.6): these broadcasts reach only receivers registered at
+     * run time. The sticky battery intent is delivered at once, which reports the first state.
+     */
+    private fun registerPowerReceiver() {
+        val receiver = object : BroadcastReceiver() {
+            override fun onReceive(context: Context, intent: Intent) {
+                val battery = if (intent.action == Intent.ACTION_BATTERY_CHANGED) intent else null
+                agentRuntime.onPowerStateChanged(AndroidPowerState.read(context, battery))
+            }
+        }
+        if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.TIRAMISU) {
+            registerReceiver(receiver, AndroidPowerState.BROADCASTS, Context.RECEIVER_NOT_EXPORTED)
+        } else {
+            registerReceiver(receiver, AndroidPowerState.BROADCASTS)
+        }
+        powerReceiver = receiver
     }
 
     /** Enrolls on a background thread, retrying network and server trouble with backoff. */
@@ -93,6 +125,7 @@ class AgentService : Service() {
 
     override fun onDestroy() {
         networkCallback?.let { getSystemService(ConnectivityManager::class.java).unregisterNetworkCallback(it) }
+        powerReceiver?.let { unregisterReceiver(it) }
         agentRuntime.watchdog.stop()
         agentRuntime.stopSession()
         background.shutdownNow()

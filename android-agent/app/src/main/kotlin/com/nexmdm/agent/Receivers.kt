@@ -90,7 +90,10 @@ class BootReceiver : BroadcastReceiver() {
     override fun onReceive(context: Context, intent: Intent) {
         if (intent.action != Intent.ACTION_BOOT_COMPLETED && intent.action != Intent.ACTION_MY_PACKAGE_REPLACED) return
         val runtime = context.agentRuntime
-        if (runtime.isEnrolled() || runtime.pendingEnrollment() != null) runtime.startService()
+        if (runtime.isEnrolled() || runtime.pendingEnrollment() != null) {
+            runtime.stats.wakeups.incrementAndGet() // the agent's own cost (PROTOCOL.md 9.6)
+            runtime.startService()
+        }
     }
 }
 

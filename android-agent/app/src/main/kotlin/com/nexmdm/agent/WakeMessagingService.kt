@@ -12,6 +12,7 @@ class WakeMessagingService : FirebaseMessagingService() {
     override fun onMessageReceived(message: RemoteMessage) {
         if (message.data["type"] != "wake") return
         if (!agentRuntime.isEnrolled()) return
+        // Counted as a wake-up of the agent (PROTOCOL.md 9.6) once, by AgentSession.wake().
         agentRuntime.startService(AgentService.ACTION_WAKE)
     }
 

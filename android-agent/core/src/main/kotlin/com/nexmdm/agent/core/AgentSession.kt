@@ -9,9 +9,12 @@ import com.nexmdm.agent.core.protocol.Durable
 import com.nexmdm.agent.core.protocol.EngineFrame
 import com.nexmdm.agent.core.protocol.ErrorFrame
 import com.nexmdm.agent.core.protocol.Heartbeat
+import com.nexmdm.agent.core.protocol.HeartbeatPolicy
 import com.nexmdm.agent.core.protocol.Json
+import com.nexmdm.agent.core.protocol.MAX_INTERVAL_S
 import com.nexmdm.agent.core.protocol.Ping
 import com.nexmdm.agent.core.protocol.Pong
+import com.nexmdm.agent.core.protocol.PowerState
 import com.nexmdm.agent.core.protocol.ProtocolCodec
 import com.nexmdm.agent.core.protocol.Signing
 import com.nexmdm.agent.core.protocol.TicketIssued
@@ -59,12 +62,37 @@ data class SessionConfig(
     val backoff: Backoff = Backoff(),
 )
 
-/** What the agent costs (battery budget): counted locally, shown on the status screen and by the runner. */
+/** The agent's cost since its previous heartbeat sample (PROTOCOL.md 9.6), clamped to the wire's range. */
+data class SampleCost(val wakeups: Int, val txBytes: Int, val reconnects: Int)
+
+/**
+ * What the agent costs (battery budget), counted since the process started: wake-ups (timer
+ * ticks, FCM wakes, reconnect timers, network changes that led to work; the platform adds its
+ * own, e.g. boot), bytes sent to the engine (frame payloads, HTTP bodies), WebSocket connection
+ * attempts, heartbeats sent. Totals are shown on the status screen; each heartbeat carries the
+ * deltas since the previous sample ([sample]).
+ */
 class AgentStats {
     val wakeups = AtomicLong()
     val bytesSent = AtomicLong()
     val reconnects = AtomicLong()
     val heartbeatsSent = AtomicLong()
+    private var atLastSample = LongArray(3)
+
+    /**
+     * Runs [store] with the cost since the previous sample; the totals it saw become the starting
+     * point of the next sample only when [store] returns, so a sample that could not be stored
+     * passes its cost on to the next one.
+     */
+    @Synchronized
+    fun <T> sample(store: (SampleCost) -> T): T {
+        val totals = longArrayOf(wakeups.get(), bytesSent.get(), reconnects.get())
+        fun since(i: Int): Int = (totals[i] - atLastSample[i]).coerceIn(0, Int.MAX_VALUE.toLong()).toInt()
+        val result = store(SampleCost(wakeups = since(0), txBytes = since(1), reconnects = since(2)))
+        atLastSample = totals
+        return result
+    }
+
     fun toMap(): Map<String, Any?> = mapOf("wakeups" to wakeups.get(), "bytesSent" to bytesSent.get(), "reconnects" to reconnects.get(), "heartbeatsSent" to heartbeatsSent.get())
 }
 
@@ -84,6 +112,8 @@ class AgentSession(
     private val config: SessionConfig,
     private val events: AgentEvents = AgentEvents.NONE,
     private val clock: () -> Long = System::currentTimeMillis,
+    /** The process's counters (the platform may count wake-ups before a session exists). */
+    val stats: AgentStats = AgentStats(),
 ) {
     enum class Mode { STOPPED, CONNECTING, CONNECTED, WAITING, FALLBACK, RETIRED, NEEDS_ENROLLMENT }
 
@@ -91,13 +121,12 @@ class AgentSession(
     private val io = Executors.newCachedThreadPool { Thread(it, "nexmdm-agent-io").apply { isDaemon = true } }
     private val worker = Executors.newSingleThreadExecutor { Thread(it, "nexmdm-agent-commands").apply { isDaemon = true } }
 
-    val stats = AgentStats()
     val outbox = HeartbeatOutbox(storage)
     val updates = UpdateOutbox(storage)
     private val records = CommandRecords(storage)
 
     private var credentials: Credentials = Credentials.load(storage) ?: error("not enrolled")
-    private val api = DeviceApi(http, credentials.serverUrl)
+    private val api = DeviceApi(http, credentials.serverUrl) { bytes -> stats.bytesSent.addAndGet(bytes) }
     private val dispatcher = CommandDispatcher(
         credentials.deviceId, Signing.fromBase64Key(credentials.hmacKey), records, updates, executor, AgentCommandsImpl(), worker,
         engineNow = { engineNow() }, events = events, onUpdates = { loop.execute { flushUpdates() } },
@@ -124,6 +153,11 @@ class AgentSession(
     private var updatesFlushScheduled = false
     private var lastFrameAt = 0L
 
+    // Heartbeat interval (9.5, 9.6): the policy's choice for [powerState] (null until the platform reports one).
+    @Volatile private var powerState: PowerState? = null
+    private var lastSampleAt = 0L
+    private var intervalChangedAt = 0L
+
     // Heartbeat flow on the socket: sent up to [sentUpTo], acked up to [ackedUpTo]; paused until [pausedUntil].
     private var sentUpTo = 0L
     private var ackedUpTo = 0L
@@ -144,7 +178,8 @@ class AgentSession(
     private var httpUpdatesInFlight = false
 
     val deviceId: String get() = credentials.deviceId
-    val intervalS: Int get() = credentials.intervalOverrideS ?: credentials.heartbeatIntervalS
+    /** The heartbeat interval in use: the engine's policy for the power state, else the announced interval. */
+    val intervalS: Int get() = HeartbeatPolicy.intervalS(credentials.heartbeatPolicy, powerState, credentials.announcedIntervalS)
 
     fun start() = loop.execute {
         if (mode != Mode.STOPPED) return@execute
@@ -174,10 +209,25 @@ class AgentSession(
     /** Network callbacks (ConnectivityManager on Android): no attempts while there is no network (12.1). */
     fun onNetworkAvailable() = loop.execute {
         networkAvailable = true
-        if (mode == Mode.WAITING && reconnectTask == null) scheduleReconnect()
+        if (mode == Mode.WAITING && reconnectTask == null) {
+            stats.wakeups.incrementAndGet()
+            scheduleReconnect()
+        }
     }
 
     fun onNetworkLost() = loop.execute { networkAvailable = false }
+
+    /**
+     * The platform's power and network state changed (9.6: plugged in or out, battery level, Doze,
+     * metered network). When that changes the interval, the heartbeat timer is re-armed from the
+     * last sample: at once if the new interval has already passed since then.
+     */
+    fun onPowerStateChanged(state: PowerState) = loop.execute {
+        if (state == powerState) return@execute
+        val before = intervalS
+        powerState = state
+        if (intervalS != before) intervalChanged("power_state")
+    }
 
     /** An FCM wake-up (17.2): connect now if the schedule allows it; never when retired. */
     fun wake() = loop.execute {
@@ -238,6 +288,7 @@ class AgentSession(
         mapOf(
             "mode" to mode.name, "deviceId" to credentials.deviceId, "outbox" to outbox.size, "lastSeq" to outbox.lastSeq,
             "durableSeq" to outbox.durableSeq, "updatesPending" to updates.size, "intervalS" to intervalS, "failures" to failures,
+            "powerState" to powerState?.toJson(), "heartbeatPolicy" to credentials.heartbeatPolicy?.toJson(),
         ) + stats.toMap()
     }
 
@@ -310,7 +361,7 @@ class AgentSession(
         holdUntil = clock() + delay
         events.emit("ws_reconnect_scheduled", mapOf("delayMs" to delay, "failures" to failures))
         reconnectTask?.cancel(false)
-        reconnectTask = loop.schedule({ connect() }, delay, TimeUnit.MILLISECONDS)
+        reconnectTask = loop.schedule({ stats.wakeups.incrementAndGet(); connect() }, delay, TimeUnit.MILLISECONDS)
     }
 
     /** 12.2: switch to HTTP only when HTTP works; else keep trying the socket. */
@@ -342,7 +393,12 @@ class AgentSession(
 
     private fun scheduleFallbackRetry() {
         fallbackRetryTask?.cancel(false)
-        fallbackRetryTask = loop.schedule({ if (mode == Mode.FALLBACK && socket == null) connect() }, config.webSocketRetryInFallbackMs, TimeUnit.MILLISECONDS)
+        fallbackRetryTask = loop.schedule({
+            if (mode == Mode.FALLBACK && socket == null) {
+                stats.wakeups.incrementAndGet()
+                connect()
+            }
+        }, config.webSocketRetryInFallbackMs, TimeUnit.MILLISECONDS)
     }
 
     private fun leaveFallback() {
@@ -417,14 +473,17 @@ class AgentSession(
             dispatcher.handle(obj)
             return
         }
-        when (val decoded = ProtocolCodec.decodeEngineFrame(text)) {
+        when (val decoded = ProtocolCodec.decodeEngineFrame(text, lenientPolicy = true)) {
             is Decoded.Rejected -> {
                 events.emit("frame_ignored", mapOf("type" to decoded.type, "error" to decoded.error.message))
                 // 1: an error frame with an unknown code is still an error: obey retryAfterMs.
                 if (obj["type"] == "error") (obj["retryAfterMs"] as? Long)?.let { pause(it) }
             }
             is Decoded.Ok<EngineFrame> -> when (val frame = decoded.frame) {
-                is Welcome -> onWelcome(frame)
+                is Welcome -> {
+                    if (frame.heartbeatPolicy == null && obj.containsKey("heartbeatPolicy")) events.emit("heartbeat_policy_ignored", mapOf("via" to "ws"))
+                    onWelcome(frame)
+                }
                 is Ack -> {
                     ackedUpTo = maxOf(ackedUpTo, frame.seq)
                     trim(frame.durableSeq)
@@ -448,7 +507,7 @@ class AgentSession(
         leaveFallback()
         mode = Mode.CONNECTED
         holdUntil = 0
-        if (welcome.heartbeatIntervalS != credentials.heartbeatIntervalS) storeCredentials(credentials.copy(heartbeatIntervalS = welcome.heartbeatIntervalS))
+        applyAdvice(welcome.heartbeatIntervalS, welcome.heartbeatPolicy)
         trim(welcome.durableSeq)
         // 9.4: resend everything above the watermark, in order, before any new heartbeat.
         sentUpTo = welcome.durableSeq
@@ -456,9 +515,9 @@ class AgentSession(
         pausedUntil = 0
         updatesSentUpTo = 0
         fences.clear()
-        events.emit("welcome", mapOf("durableSeq" to welcome.durableSeq, "outbox" to outbox.size, "heartbeatIntervalS" to welcome.heartbeatIntervalS))
+        events.emit("welcome", mapOf("durableSeq" to welcome.durableSeq, "outbox" to outbox.size, "heartbeatIntervalS" to welcome.heartbeatIntervalS, "intervalS" to intervalS))
         loop.schedule({ if (welcomedAt == now) failures = 0 }, config.stableAfterMs, TimeUnit.MILLISECONDS)
-        scheduleHeartbeats(intervalS * 1000L)
+        rearmHeartbeats()
         pump()
         flushUpdates()
     }
@@ -529,11 +588,35 @@ class AgentSession(
         heartbeatTask = loop.scheduleAtFixedRate({ onHeartbeatTick() }, firstDelayMs, periodMs, TimeUnit.MILLISECONDS)
     }
 
+    /** The next tick one interval after the last sample (at once if that has passed), then every interval. */
+    private fun rearmHeartbeats() {
+        scheduleHeartbeats((lastSampleAt + intervalS * 1000L - clock()).coerceAtLeast(0))
+    }
+
+    /**
+     * The engine's latest advice (9.5, 9.6): its interval and policy replace what the agent held; a
+     * missing (or malformed) policy means none. Re-arms the timer when the interval in use changes.
+     */
+    private fun applyAdvice(heartbeatIntervalS: Int, policy: HeartbeatPolicy?) {
+        if (heartbeatIntervalS == credentials.heartbeatIntervalS && policy == credentials.heartbeatPolicy) return
+        val before = intervalS
+        storeCredentials(credentials.copy(heartbeatIntervalS = heartbeatIntervalS, heartbeatPolicy = policy))
+        if (intervalS != before) intervalChanged("engine")
+    }
+
+    private fun intervalChanged(reason: String) {
+        intervalChangedAt = clock()
+        events.emit("heartbeat_interval", mapOf("intervalS" to intervalS, "reason" to reason, "powerState" to powerState?.toJson()))
+        if (mode != Mode.STOPPED && mode != Mode.RETIRED && mode != Mode.NEEDS_ENROLLMENT) rearmHeartbeats()
+    }
+
     private fun onHeartbeatTick() {
         if (mode == Mode.RETIRED || mode == Mode.NEEDS_ENROLLMENT || mode == Mode.STOPPED) return
+        stats.wakeups.incrementAndGet()
         if (!samplingPaused) takeSample()
-        // Liveness (6): nothing from the engine for two intervals plus 30 s means a dead socket.
-        if (mode == Mode.CONNECTED && clock() - lastFrameAt > intervalS * 2000L + 30_000) {
+        // Liveness (6): nothing from the engine for two intervals plus 30 s means a dead socket
+        // (counted from the last change of interval too: a longer one may have let the socket idle).
+        if (mode == Mode.CONNECTED && clock() - maxOf(lastFrameAt, intervalChangedAt) > intervalS * 2000L + 30_000) {
             events.emit("ws_dead", emptyMap())
             onSocketEnd(1006, null, null)
         }
@@ -541,14 +624,20 @@ class AgentSession(
 
     private fun takeSample(): Long {
         val sample = telemetry.sample()
-        val heartbeat = Heartbeat(
-            seq = outbox.nextSeq(), ts = clock(), batteryPct = sample.batteryPct, charging = sample.charging,
-            memFreeMb = sample.memFreeMb, memTotalMb = sample.memTotalMb, storageFreeMb = sample.storageFreeMb,
-            network = sample.network, signalDbm = sample.signalDbm, foregroundApp = sample.foregroundApp,
-            agentVersion = config.agentVersion, uptimeS = sample.uptimeS,
-        )
-        outbox.add(heartbeat)
-        events.emit("heartbeat_queued", mapOf("seq" to heartbeat.seq, "outbox" to outbox.size))
+        val now = clock()
+        val usingS = intervalS.takeIf { it in 1..MAX_INTERVAL_S }
+        // 9.6: the cost is fixed here and stored with the sample, so a resend carries the same values.
+        val heartbeat = stats.sample { cost ->
+            Heartbeat(
+                seq = outbox.nextSeq(), ts = now, batteryPct = sample.batteryPct, charging = sample.charging,
+                memFreeMb = sample.memFreeMb, memTotalMb = sample.memTotalMb, storageFreeMb = sample.storageFreeMb,
+                network = sample.network, signalDbm = sample.signalDbm, foregroundApp = sample.foregroundApp,
+                agentVersion = config.agentVersion, uptimeS = sample.uptimeS,
+                intervalS = usingS, wakeups = cost.wakeups, txBytes = cost.txBytes, reconnects = cost.reconnects,
+            ).also { outbox.add(it) }
+        }
+        lastSampleAt = now
+        events.emit("heartbeat_queued", mapOf("seq" to heartbeat.seq, "outbox" to outbox.size, "intervalS" to usingS))
         if (mode == Mode.CONNECTED) pump() else if (mode == Mode.FALLBACK) flushHttpHeartbeats()
         return heartbeat.seq
     }
@@ -580,7 +669,7 @@ class AgentSession(
         val current = socket ?: return false
         val text = ProtocolCodec.encode(frame)
         val ok = current.send(text)
-        if (ok) stats.bytesSent.addAndGet(text.length.toLong())
+        if (ok) stats.bytesSent.addAndGet(text.toByteArray(Charsets.UTF_8).size.toLong())
         return ok
     }
 
@@ -662,7 +751,7 @@ class AgentSession(
                         if (outcome.ticket != null && outcome.ticketExpiresAt != null) {
                             storeCredentials(credentials.copy(ticket = outcome.ticket, ticketExpiresAt = outcome.ticketExpiresAt))
                         }
-                        if (outcome.heartbeatIntervalS != credentials.heartbeatIntervalS) storeCredentials(credentials.copy(heartbeatIntervalS = outcome.heartbeatIntervalS))
+                        applyAdvice(outcome.heartbeatIntervalS, outcome.heartbeatPolicy)
                         // A short `acked` means a refusal (9.3): the next request starts with the first missing entry.
                         if (outcome.acked.size < batch.size) pause(credentials.heartbeatIntervalS * 1000L)
                         else if (outbox.entriesAbove(batch.last().seq, 1).isNotEmpty()) flushHttpHeartbeats()
@@ -749,9 +838,11 @@ class AgentSession(
 
         override fun requestHeartbeat(): Long = heartbeatNow()
 
+        /** 15.7, 9.6: the policy held is scaled to the new interval until the engine sends its own for it. */
         override fun setHeartbeatInterval(intervalS: Int) = runOnLoop {
-            storeCredentials(credentials.copy(intervalOverrideS = intervalS))
-            scheduleHeartbeats(intervalS * 1000L)
+            val before = this@AgentSession.intervalS
+            storeCredentials(credentials.copy(intervalOverrideS = intervalS, heartbeatPolicy = credentials.heartbeatPolicy?.scaledTo(intervalS)))
+            if (this@AgentSession.intervalS != before) intervalChanged("set_heartbeat_interval")
         }
     }
 }

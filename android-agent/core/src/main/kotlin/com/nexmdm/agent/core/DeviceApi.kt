@@ -6,6 +6,7 @@ import com.nexmdm.agent.core.protocol.EnrollResponse
 import com.nexmdm.agent.core.protocol.FrameError
 import com.nexmdm.agent.core.protocol.Heartbeat
 import com.nexmdm.agent.core.protocol.HeartbeatBatchResponse
+import com.nexmdm.agent.core.protocol.HeartbeatPolicy
 import com.nexmdm.agent.core.protocol.HttpErrorBody
 import com.nexmdm.agent.core.protocol.Json
 import com.nexmdm.agent.core.protocol.PendingMessages
@@ -26,7 +27,12 @@ class ApiError(val status: Int, val code: String, message: String, val retryAfte
 }
 
 /** The HTTP endpoints of the device plane (PROTOCOL.md 4, 5, 12.2, 17.1). Blocking: call from an I/O thread. */
-class DeviceApi(private val http: HttpTransport, serverUrl: String) {
+class DeviceApi(
+    private val http: HttpTransport,
+    serverUrl: String,
+    /** Told the size in bytes of each request body before it is sent (the agent's cost, 9.6). */
+    private val onBodySent: (Long) -> Unit = {},
+) {
     private val base = serverUrl.trimEnd('/')
 
     val webSocketUrl: String = base.replaceFirst(Regex("^http"), "ws") + "/v1/device/ws"
@@ -66,6 +72,7 @@ class DeviceApi(private val http: HttpTransport, serverUrl: String) {
         val headers = LinkedHashMap<String, String>()
         if (body != null) headers["Content-Type"] = "application/json"
         if (ticket != null) headers["Authorization"] = "Bearer $ticket"
+        if (body != null) onBodySent(body.toByteArray(Charsets.UTF_8).size.toLong())
         val response = try {
             http.request(method, base + path, headers, body, timeoutMs)
         } catch (error: IOException) {
@@ -99,11 +106,19 @@ data class Credentials(
     val heartbeatIntervalS: Int,
     /** Set by the `set_heartbeat_interval` command; wins over what the engine announces (15.7). */
     val intervalOverrideS: Int? = null,
+    /** The engine's latest advice (9.6), kept so that a restarted agent follows it before `welcome`. */
+    val heartbeatPolicy: HeartbeatPolicy? = null,
 ) {
+    /** The interval announced to this device when there is no policy: the operator's, else the engine's. */
+    val announcedIntervalS: Int get() = intervalOverrideS ?: heartbeatIntervalS
+
     fun toJson(): Map<String, Any?> = linkedMapOf<String, Any?>(
         "serverUrl" to serverUrl, "deviceId" to deviceId, "deviceSecret" to deviceSecret, "hmacKey" to hmacKey,
         "ticket" to ticket, "ticketExpiresAt" to ticketExpiresAt, "heartbeatIntervalS" to heartbeatIntervalS,
-    ).apply { if (intervalOverrideS != null) put("intervalOverrideS", intervalOverrideS) }
+    ).apply {
+        if (intervalOverrideS != null) put("intervalOverrideS", intervalOverrideS)
+        if (heartbeatPolicy != null) put("heartbeatPolicy", heartbeatPolicy.toJson())
+    }
 
     companion object {
         const val DOCUMENT = "credentials.json"
@@ -114,7 +129,7 @@ data class Credentials(
             return Credentials(
                 map["serverUrl"] as String, map["deviceId"] as String, map["deviceSecret"] as String, map["hmacKey"] as String,
                 map["ticket"] as String, map["ticketExpiresAt"] as Long, (map["heartbeatIntervalS"] as Long).toInt(),
-                (map["intervalOverrideS"] as Long?)?.toInt(),
+                (map["intervalOverrideS"] as Long?)?.toInt(), HeartbeatPolicy.decodeOrNull(map["heartbeatPolicy"]),
             )
         }
     }

@@ -1,6 +1,7 @@
 package com.nexmdm.agent.core
 
 import com.nexmdm.agent.core.protocol.Json
+import com.nexmdm.agent.core.protocol.PowerState
 import com.nexmdm.agent.core.storage.MemoryStorage
 import com.nexmdm.agent.core.transport.HttpResponse
 import com.nexmdm.agent.core.transport.HttpTransport
@@ -8,6 +9,7 @@ import com.nexmdm.agent.core.transport.WebSocketConnection
 import com.nexmdm.agent.core.transport.WebSocketListener
 import com.nexmdm.agent.core.transport.WebSocketTransport
 import java.util.concurrent.CopyOnWriteArrayList
+import java.util.concurrent.atomic.AtomicLong
 import kotlin.test.AfterTest
 import kotlin.test.Test
 import kotlin.test.assertEquals
@@ -16,7 +18,8 @@ import kotlin.test.fail
 
 /**
  * The connection manager against scripted transports: outbox resend order after refusals (9.3),
- * trimming only on the durable watermark (9.2), and the switch to the HTTP fallback (12.2).
+ * trimming only on the durable watermark (9.2), the switch to the HTTP fallback (12.2), and the
+ * interval by power state with the cost of each sample (9.6).
  */
 class AgentSessionTest {
     private val storage = MemoryStorage().apply {
@@ -29,10 +32,17 @@ class AgentSessionTest {
     @AfterTest
     fun stop() = sessions.forEach { it.shutdown() }
 
-    private fun session(): AgentSession = AgentSession(
+    private fun session(clock: () -> Long = System::currentTimeMillis): AgentSession = AgentSession(
         storage, http, sockets, { TelemetrySample(50, false, 1, 2, 3, "wifi", uptimeS = 1) }, DeviceRunnerlessExecutor,
-        SessionConfig(agentVersion = "test", backoff = Backoff(baseMs = 10, capMs = 20), resendFramesPerSecond = 100),
+        SessionConfig(agentVersion = "test", backoff = Backoff(baseMs = 10, capMs = 20), resendFramesPerSecond = 100), clock = clock,
     ).also { sessions += it }
+
+    private fun welcome(durableSeq: Long = 0, policy: String? = null) =
+        """{"type":"welcome","deviceId":"d","serverTime":1,"heartbeatIntervalS":3600,"durableSeq":$durableSeq,"ticketExpiresAt":8000000000000000""" +
+            (if (policy != null) ""","heartbeatPolicy":$policy}""" else "}")
+
+    private val charging = PowerState(charging = true, batteryPct = 80, doze = false, metered = false)
+    private val onBattery = charging.copy(charging = false)
 
     private fun waitUntil(what: String, timeoutMs: Long = 5_000, check: () -> Boolean) {
         val deadline = System.currentTimeMillis() + timeoutMs
@@ -95,6 +105,83 @@ class AgentSessionTest {
         assertTrue(http.requests.any { it.startsWith("GET /v1/device/messages") })
     }
 
+    @Test
+    fun `each sample carries the cost since the previous one, and a resend carries the same values`() {
+        val session = session()
+        session.start()
+        waitUntil("a socket") { sockets.connections.size == 1 }
+        val socket = sockets.connections[0]
+        socket.listener.onMessage(welcome())
+        waitUntil("seq 1 sent") { socket.heartbeatSeqs() == listOf(1L) }
+        session.heartbeatNow()
+        waitUntil("seq 2 sent") { socket.heartbeatSeqs() == listOf(1L, 2) }
+        val (first, second) = socket.heartbeats()
+        fun cost(heartbeat: Map<String, Any?>) = listOf("intervalS", "wakeups", "txBytes", "reconnects").map { heartbeat[it] }
+        // Since the session started: the first timer tick and the first connection attempt, nothing sent.
+        assertEquals(listOf(3600L, 1L, 0L, 1L), cost(first))
+        assertEquals(listOf(3600L, 0L, socket.sentHeartbeats()[0].toByteArray().size.toLong(), 0L), cost(second))
+
+        socket.listener.onMessage("""{"type":"ack","seq":1,"durableSeq":0}""")
+        socket.listener.onMessage("""{"type":"error","code":"BACKPRESSURE","message":"buffer full","seq":2,"retryAfterMs":50}""")
+        waitUntil("the resend") { socket.heartbeatSeqs() == listOf(1L, 2, 2) }
+        assertEquals(socket.sentHeartbeats()[1], socket.sentHeartbeats()[2], "a resend is the stored sample, not a new count")
+        session.heartbeatNow()
+        waitUntil("seq 3 sent") { socket.heartbeatSeqs().size == 4 }
+        assertEquals(listOf(3600L, 0L, 2L * socket.sentHeartbeats()[1].toByteArray().size, 0L), cost(socket.heartbeats()[3]))
+    }
+
+    @Test
+    fun `a change of power state re-arms the heartbeat timer with the interval the policy chooses`() {
+        val session = session()
+        session.onPowerStateChanged(charging)
+        session.start()
+        waitUntil("a socket") { sockets.connections.size == 1 }
+        val socket = sockets.connections[0]
+        socket.listener.onMessage(welcome(policy = """{"chargingS":3600,"batteryS":1,"meteredS":3600,"lowBatteryS":3600,"lowBatteryPct":15,"dozeS":3600}"""))
+        waitUntil("seq 1 sent") { socket.heartbeatSeqs() == listOf(1L) }
+        assertEquals(3600, session.intervalS)
+
+        session.onPowerStateChanged(onBattery)
+        waitUntil("heartbeats every second on battery") { socket.heartbeatSeqs().size >= 3 }
+        assertEquals(listOf(3600L, 1L, 1L), socket.heartbeats().take(3).map { it["intervalS"] })
+
+        session.onPowerStateChanged(charging)
+        Thread.sleep(200)
+        val sent = socket.heartbeatSeqs().size
+        Thread.sleep(1_500)
+        assertEquals(sent, socket.heartbeatSeqs().size, "back on the hour-long interval")
+    }
+
+    @Test
+    fun `a shorter interval that has already passed since the last heartbeat sends one at once`() {
+        val offset = AtomicLong()
+        val session = session(clock = { System.currentTimeMillis() + offset.get() })
+        session.onPowerStateChanged(charging)
+        session.start()
+        waitUntil("a socket") { sockets.connections.size == 1 }
+        val socket = sockets.connections[0]
+        socket.listener.onMessage(welcome(policy = """{"chargingS":3600,"batteryS":1800,"meteredS":3600,"lowBatteryS":3600,"lowBatteryPct":15,"dozeS":3600}"""))
+        waitUntil("seq 1 sent") { socket.heartbeatSeqs() == listOf(1L) }
+
+        offset.set(1_900_000) // 1900 s later: past the battery interval, not the charging one
+        session.onPowerStateChanged(onBattery)
+        waitUntil("seq 2 at once", timeoutMs = 2_000) { socket.heartbeatSeqs() == listOf(1L, 2) }
+        assertEquals(1800L, socket.heartbeats()[1]["intervalS"])
+    }
+
+    @Test
+    fun `the HTTP fallback follows the policy of the engine's answer`() {
+        sockets.refuse = true
+        http.policy = """{"chargingS":3600,"batteryS":1200,"meteredS":2400,"lowBatteryS":3600,"lowBatteryPct":15,"dozeS":3600}"""
+        val session = session()
+        session.onPowerStateChanged(onBattery.copy(metered = true))
+        session.start()
+        waitUntil("the outbox trimmed by the HTTP answer") { session.mode == AgentSession.Mode.FALLBACK && session.outbox.size == 0 }
+        waitUntil("the policy applied") { session.intervalS == 2400 }
+        session.onPowerStateChanged(onBattery)
+        waitUntil("the battery interval") { session.intervalS == 1200 }
+    }
+
     private object DeviceRunnerlessExecutor : CommandExecutor {
         override fun supports(commandType: String) = false
         override fun execute(command: com.nexmdm.agent.core.protocol.CommandFrame) = ExecutionOutcome.Failed("NOT_SUPPORTED")
@@ -107,7 +194,11 @@ class AgentSessionTest {
         override fun cancel() = Unit
 
         @Suppress("UNCHECKED_CAST")
-        fun heartbeatSeqs(): List<Long> = sent.map { Json.parse(it) as Map<String, Any?> }.filter { it["type"] == "heartbeat" }.map { it["seq"] as Long }
+        fun heartbeats(): List<Map<String, Any?>> = sent.map { Json.parse(it) as Map<String, Any?> }.filter { it["type"] == "heartbeat" }
+
+        fun sentHeartbeats(): List<String> = sent.filter { it.startsWith("""{"type":"heartbeat"""") }
+
+        fun heartbeatSeqs(): List<Long> = heartbeats().map { it["seq"] as Long }
     }
 
     private class FakeSockets : WebSocketTransport {
@@ -126,6 +217,8 @@ class AgentSessionTest {
 
     private class FakeHttp : HttpTransport {
         val requests = CopyOnWriteArrayList<String>()
+        /** The `heartbeatPolicy` of heartbeat answers (JSON), if any. */
+        @Volatile var policy: String? = null
 
         @Suppress("UNCHECKED_CAST")
         override fun request(method: String, url: String, headers: Map<String, String>, body: String?, timeoutMs: Long): HttpResponse {
@@ -138,7 +231,9 @@ class AgentSessionTest {
                 }
                 path == "/v1/device/heartbeats" -> {
                     val seqs = ((Json.parse(body!!) as Map<String, Any?>)["heartbeats"] as List<Map<String, Any?>>).map { it["seq"] as Long }
-                    HttpResponse(200, Json.write(mapOf("acked" to seqs, "durableSeq" to seqs.last(), "heartbeatIntervalS" to 3600)))
+                    val answer = linkedMapOf<String, Any?>("acked" to seqs, "durableSeq" to seqs.last(), "heartbeatIntervalS" to 3600)
+                    policy?.let { answer["heartbeatPolicy"] = Json.parse(it) }
+                    HttpResponse(200, Json.write(answer))
                 }
                 else -> HttpResponse(404, """{"error":{"code":"NOT_FOUND","message":"no"}}""")
             }

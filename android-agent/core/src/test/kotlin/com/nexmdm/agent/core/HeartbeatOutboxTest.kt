@@ -67,6 +67,20 @@ class HeartbeatOutboxTest {
     }
 
     @Test
+    fun `the interval and cost of a sample are stored with it, and entries of the previous version load without them`() {
+        val dir = tempDir("outbox")
+        // An entry written by the previous agent version: no intervalS, wakeups, txBytes, reconnects.
+        File(dir, "heartbeat-outbox.log").writeText(
+            "A {\"seq\":1,\"ts\":1764000000001,\"batteryPct\":50,\"charging\":false,\"memFreeMb\":1,\"memTotalMb\":2,\"storageFreeMb\":3,\"network\":\"wifi\",\"agentVersion\":\"1.0\",\"uptimeS\":1}\n",
+        )
+        val outbox = HeartbeatOutbox(FileStorage(dir))
+        assertEquals(heartbeat(1), outbox.entriesAbove(0).single())
+        val withCost = heartbeat(2).copy(intervalS = 900, wakeups = 4, txBytes = 0, reconnects = 2)
+        outbox.add(withCost)
+        assertEquals(listOf(heartbeat(1), withCost), HeartbeatOutbox(FileStorage(dir)).entriesAbove(0))
+    }
+
+    @Test
     fun `an invalid heartbeat never enters the outbox`() {
         val outbox = HeartbeatOutbox(FileStorage(tempDir("outbox")))
         assertFailsWith<com.nexmdm.agent.core.protocol.FrameError> { outbox.add(heartbeat(1).copy(batteryPct = 120)) }

@@ -48,7 +48,11 @@ data class Hello(val ticket: String, val v: Int = PROTOCOL_VERSION) : DeviceFram
     override fun toJson() = linkedMapOf<String, Any?>("type" to "hello", "v" to v, "ticket" to ticket)
 }
 
-/** One telemetry sample (7.2). Over HTTP the same fields travel without `type` ([toHttpJson]). */
+/**
+ * One telemetry sample (7.2). Over HTTP the same fields travel without `type` ([toHttpJson]).
+ * The last four (9.6) are the interval the agent was using and its own cost since its previous
+ * sample; they are fixed when the sample is taken, so a resend carries the same values.
+ */
 data class Heartbeat(
     val seq: Long,
     val ts: Long,
@@ -62,6 +66,10 @@ data class Heartbeat(
     val foregroundApp: String? = null,
     val agentVersion: String,
     val uptimeS: Int,
+    val intervalS: Int? = null,
+    val wakeups: Int? = null,
+    val txBytes: Int? = null,
+    val reconnects: Int? = null,
 ) : DeviceFrame {
     override fun toJson(): Map<String, Any?> = linkedMapOf<String, Any?>("type" to "heartbeat").apply { putAll(toHttpJson()) }
 
@@ -73,6 +81,10 @@ data class Heartbeat(
         if (foregroundApp != null) put("foregroundApp", foregroundApp)
         put("agentVersion", agentVersion)
         put("uptimeS", uptimeS)
+        if (intervalS != null) put("intervalS", intervalS)
+        if (wakeups != null) put("wakeups", wakeups)
+        if (txBytes != null) put("txBytes", txBytes)
+        if (reconnects != null) put("reconnects", reconnects)
     }
 }
 
@@ -122,11 +134,12 @@ data class Welcome(
     val heartbeatIntervalS: Int,
     val durableSeq: Long,
     val ticketExpiresAt: Long,
+    val heartbeatPolicy: HeartbeatPolicy? = null,
 ) : EngineFrame {
     override fun toJson() = linkedMapOf<String, Any?>(
         "type" to "welcome", "deviceId" to deviceId, "serverTime" to serverTime, "heartbeatIntervalS" to heartbeatIntervalS,
         "durableSeq" to durableSeq, "ticketExpiresAt" to ticketExpiresAt,
-    )
+    ).apply { if (heartbeatPolicy != null) put("heartbeatPolicy", heartbeatPolicy.toJson()) }
 }
 
 data class Ack(val seq: Long, val durableSeq: Long) : EngineFrame {

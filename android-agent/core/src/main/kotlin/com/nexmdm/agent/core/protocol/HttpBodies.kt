@@ -74,6 +74,8 @@ data class HeartbeatBatchResponse(
     val heartbeatIntervalS: Int,
     val ticket: String?,
     val ticketExpiresAt: Long?,
+    /** 9.6; a malformed policy is treated as absent (the session then uses [heartbeatIntervalS]). */
+    val heartbeatPolicy: HeartbeatPolicy? = null,
 ) {
     companion object {
         fun decode(obj: Map<String, Any?>): HeartbeatBatchResponse {
@@ -83,7 +85,7 @@ data class HeartbeatBatchResponse(
             }
             return HeartbeatBatchResponse(
                 acked, f.long("durableSeq", 0, Json.MAX_SAFE_INTEGER), f.int("heartbeatIntervalS", 1, Int.MAX_VALUE.toLong()),
-                f.optString("ticket"), f.optLong("ticketExpiresAt", 0, Long.MAX_VALUE),
+                f.optString("ticket"), f.optLong("ticketExpiresAt", 0, Long.MAX_VALUE), HeartbeatPolicy.decodeOrNull(obj["heartbeatPolicy"]),
             )
         }
     }

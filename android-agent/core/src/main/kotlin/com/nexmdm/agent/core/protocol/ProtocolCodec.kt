@@ -49,9 +49,10 @@ object ProtocolCodec {
     /**
      * Strict decoding of an engine frame, as the vectors expect: unknown types, unknown error codes
      * and unknown command types are rejected with `BAD_FRAME`. The agent ignores such frames,
-     * except a `command` of an unknown type, which it answers (see [decodeCommandLenient]).
+     * except a `command` of an unknown type, which it answers (see [decodeCommandLenient]). The
+     * agent decodes with [lenientPolicy] (see [decodeEngineObject]).
      */
-    fun decodeEngineFrame(text: String): Decoded<EngineFrame> = decodeText(text) { decodeEngineObject(it) }
+    fun decodeEngineFrame(text: String, lenientPolicy: Boolean = false): Decoded<EngineFrame> = decodeText(text) { decodeEngineObject(it, lenientPolicy) }
 
     fun decodeDeviceObject(obj: Map<String, Any?>): DeviceFrame {
         val f = Fields(obj)
@@ -94,9 +95,17 @@ object ProtocolCodec {
         foregroundApp = f.optString("foregroundApp", 1, 255, printable = true),
         agentVersion = f.string("agentVersion", 1, 64, printable = true),
         uptimeS = f.int("uptimeS", 0, INT_MAX),
+        intervalS = f.optInt("intervalS", 1, MAX_INTERVAL_S.toLong()),
+        wakeups = f.optInt("wakeups", 0, INT_MAX),
+        txBytes = f.optInt("txBytes", 0, INT_MAX),
+        reconnects = f.optInt("reconnects", 0, INT_MAX),
     )
 
-    fun decodeEngineObject(obj: Map<String, Any?>): EngineFrame {
+    /**
+     * [lenientPolicy]: the agent's reading of `welcome`, where a malformed `heartbeatPolicy` is
+     * treated as absent (9.6) instead of failing the frame; a strict decoder rejects it.
+     */
+    fun decodeEngineObject(obj: Map<String, Any?>, lenientPolicy: Boolean = false): EngineFrame {
         val f = Fields(obj)
         return when (val type = f.string("type")) {
             "welcome" -> Welcome(
@@ -105,6 +114,7 @@ object ProtocolCodec {
                 heartbeatIntervalS = f.int("heartbeatIntervalS", 1, INT_MAX),
                 durableSeq = f.long("durableSeq", 0, Json.MAX_SAFE_INTEGER),
                 ticketExpiresAt = f.long("ticketExpiresAt", 0, EPOCH_MAX),
+                heartbeatPolicy = if (lenientPolicy) HeartbeatPolicy.decodeOrNull(obj["heartbeatPolicy"]) else f.optObject("heartbeatPolicy")?.let { HeartbeatPolicy.decode(it) },
             )
             "ack" -> Ack(seq = f.long("seq", 1, Json.MAX_SAFE_INTEGER), durableSeq = f.long("durableSeq", 0, Json.MAX_SAFE_INTEGER))
             "pong" -> Pong(nonce = f.optString("nonce"), serverTime = f.long("serverTime", 0, EPOCH_MAX))
@@ -167,8 +177,8 @@ object ProtocolCodec {
 }
 
 /** Typed access to the fields of a JSON object, with the error messages of the engine's schemas. */
-class Fields(private val obj: Map<String, Any?>) {
-    private fun bad(name: String, what: String): Nothing = throw FrameError("BAD_FRAME", "$name: $what")
+class Fields(private val obj: Map<String, Any?>, private val prefix: String = "") {
+    private fun bad(name: String, what: String): Nothing = throw FrameError("BAD_FRAME", "$prefix$name: $what")
 
     private fun required(name: String): Any {
         if (!obj.containsKey(name)) bad(name, "is missing")
