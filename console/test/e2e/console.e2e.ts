@@ -224,8 +224,11 @@ describe.skipIf(!hasBrowser)("console end to end", () => {
     await page.unrouteAll({ behavior: "ignoreErrors" })
   })
 
-  it("opens a device, sees its chart grow live, sends a command and sees it succeed", async () => {
+  it("opens a device, sees its chart grow live and the agent's cost, sends a command and sees it succeed", async () => {
     const device = devices[0]!
+    // The agent's own cost (PROTOCOL.md 9.6), stored before the page loads its range.
+    beat(device, { intervalS: 1, wakeups: 3, txBytes: 2048, reconnects: 1 })
+    await device.socket.waitFor((f) => (f.type === "ack" || f.type === "durable") && f.durableSeq >= device.seq, 10_000)
     await page.click(`[data-device-id="${device.enrolled.deviceId}"] a`)
     await page.waitForURL(new RegExp(`/devices/${device.enrolled.deviceId}$`))
     const chart = page.getByTestId("chart-battery")
@@ -235,6 +238,8 @@ describe.skipIf(!hasBrowser)("console end to end", () => {
     beat(device, { batteryPct: 33 })
     await expect.poll(async () => Number(await chart.getAttribute("data-points")), { timeout: 10_000 }).toBeGreaterThan(before)
     await expect.poll(() => page.getByTestId("device-battery").textContent()).toContain("33%")
+    await expect.poll(() => page.getByTestId("agent-cost-interval").textContent()).toBe("1 s")
+    expect(await page.getByTestId("agent-cost-reconnects").textContent()).toBe("1")
     await shot("03-device")
 
     await page.getByRole("tab", { name: "Commands" }).click()

@@ -9,6 +9,10 @@
  * Filters and sorts run in SQL over both: the in-memory states go along as arrays (`live`), and the
  * latest heartbeat of a page's devices is one LATERAL lookup each on (device_id, recorded_at desc)
  * (only a battery filter or sort needs it for every candidate).
+ *
+ * A heartbeat series also carries the agent's own cost (PROTOCOL.md 9.6): per point or bucket,
+ * and summed over the range for the device page. Heartbeats of older agents have none, so every
+ * cost figure is absent (not 0) where no heartbeat carried it.
  */
 import { SqlClient, type SqlError } from "@effect/sql"
 import type { NetworkType } from "@nexmdm/protocol"
@@ -76,7 +80,38 @@ export interface DevicePage {
   readonly nextCursor: string | null
 }
 
-export interface HeartbeatPoint {
+/**
+ * The agent's interval and own cost (PROTOCOL.md 9.6), each absent where the agent sent none.
+ * For a bucket: the sums of its heartbeats, and the interval of the latest one that had it.
+ */
+export interface AgentCostFields {
+  readonly intervalS?: number
+  readonly wakeups?: number
+  readonly txBytes?: number
+  readonly reconnects?: number
+}
+
+/** The agent's cost over a heartbeat range, for the device page. */
+export interface AgentCostSummary {
+  /** The interval in the device's latest heartbeat before the range's end; null when it had none. */
+  readonly intervalS: number | null
+  /** Heartbeats in the range that carried some cost. */
+  readonly samples: number
+  /** Sums over the range; null when no heartbeat carried the field. */
+  readonly wakeups: number | null
+  readonly txBytes: number | null
+  readonly reconnects: number | null
+  /**
+   * Hours the sums cover: from the first reporting heartbeat in the range, less its interval
+   * (its cost is since its previous sample), not before the range's start, to the last one.
+   */
+  readonly hours: number
+  /** The sums over `hours`; null without a sum or when the cover is empty (a single heartbeat without an interval). */
+  readonly wakeupsPerHour: number | null
+  readonly txBytesPerHour: number | null
+}
+
+export interface HeartbeatPoint extends AgentCostFields {
   readonly recordedAt: Date
   readonly seq: number
   readonly batteryPct: number
@@ -89,7 +124,7 @@ export interface HeartbeatPoint {
   readonly foregroundApp: string | null
 }
 
-export interface HeartbeatBucket {
+export interface HeartbeatBucket extends AgentCostFields {
   readonly bucketStart: Date
   readonly samples: number
   readonly batteryPct: number
@@ -142,7 +177,13 @@ export class DeviceQueries extends Context.Tag("@nexmdm/engine/devices/DeviceQue
       deviceId: string,
       range: { readonly from: Date; readonly to: Date; readonly bucketSeconds?: number | undefined }
     ) => Effect.Effect<
-      { readonly _tag: "Raw"; readonly points: ReadonlyArray<HeartbeatPoint> } | { readonly _tag: "Buckets"; readonly buckets: ReadonlyArray<HeartbeatBucket> },
+      (
+        | { readonly _tag: "Raw"; readonly points: ReadonlyArray<HeartbeatPoint> }
+        | { readonly _tag: "Buckets"; readonly buckets: ReadonlyArray<HeartbeatBucket> }
+      ) & {
+        /** Undefined when no heartbeat in the range carried a cost and the latest had no interval (an older agent). */
+        readonly agentCost: AgentCostSummary | undefined
+      },
       DeviceMissing | DeviceQueryInvalid | SqlError.SqlError
     >
     readonly events: (
@@ -244,6 +285,9 @@ left join lateral (
 ) hb on true
 order by p.ord`
 
+/** A heartbeat that carries some of the agent's cost (PROTOCOL.md 9.6). */
+const hasCost = `wakeups is not null or tx_bytes is not null or reconnects is not null`
+
 const presences: ReadonlyArray<Presence> = ["connected", "overdue", "grace", "offline"]
 
 const toInfo = (row: Row, view: Option.Option<DeviceView>): DeviceInfo => {
@@ -298,6 +342,55 @@ const toInfo = (row: Row, view: Option.Option<DeviceView>): DeviceInfo => {
         : row.last_seen_at,
     heartbeat
   }
+}
+
+/** The cost columns of a heartbeat row, or of a bucket's aggregates (PROTOCOL.md 9.6). */
+interface CostColumns {
+  readonly interval_s: number | null
+  readonly wakeups: number | null
+  readonly tx_bytes: number | null
+  readonly reconnects: number | null
+}
+
+const costFields = (row: CostColumns): AgentCostFields => ({
+  ...(row.interval_s === null ? {} : { intervalS: row.interval_s }),
+  ...(row.wakeups === null ? {} : { wakeups: row.wakeups }),
+  ...(row.tx_bytes === null ? {} : { txBytes: row.tx_bytes }),
+  ...(row.reconnects === null ? {} : { reconnects: row.reconnects })
+})
+
+/** A heartbeat, or a bucket of them, as a part of the range's cost. Times in epoch milliseconds. */
+interface CostPart extends CostColumns {
+  readonly samples: number
+  /** Where the part's cost starts: its first reporting heartbeat less that one's interval. */
+  readonly fromMs: number | null
+  /** Its last reporting heartbeat. */
+  readonly toMs: number | null
+}
+
+const plus = (a: number | null, b: number | null) => (a === null ? b : b === null ? a : a + b)
+
+/** The range's cost from its parts; undefined when the agent reports none of it. */
+const summarizeCost = (parts: ReadonlyArray<CostPart>, rangeFrom: Date, intervalS: number | null): AgentCostSummary | undefined => {
+  let samples = 0
+  let wakeups: number | null = null
+  let txBytes: number | null = null
+  let reconnects: number | null = null
+  let fromMs = Infinity
+  let toMs = -Infinity
+  for (const part of parts) {
+    if (part.samples === 0) continue
+    samples += part.samples
+    wakeups = plus(wakeups, part.wakeups)
+    txBytes = plus(txBytes, part.tx_bytes)
+    reconnects = plus(reconnects, part.reconnects)
+    if (part.fromMs !== null) fromMs = Math.min(fromMs, part.fromMs)
+    if (part.toMs !== null) toMs = Math.max(toMs, part.toMs)
+  }
+  if (samples === 0 && intervalS === null) return undefined
+  const hours = samples === 0 ? 0 : Math.max(0, toMs - Math.max(fromMs, rangeFrom.getTime())) / 3_600_000
+  const perHour = (sum: number | null) => (sum === null || hours === 0 ? null : sum / hours)
+  return { intervalS, samples, wakeups, txBytes, reconnects, hours, wakeupsPerHour: perHour(wakeups), txBytesPerHour: perHour(txBytes) }
 }
 
 export const make = Effect.gen(function* () {
@@ -393,6 +486,11 @@ export const make = Effect.gen(function* () {
       registry.tell(deviceId, { _tag: "Retired", generation })
     })
 
+  /** The interval the device's latest heartbeat before `to` reported: one backward step on (device_id, recorded_at). */
+  const latestIntervalS = (deviceId: string, to: Date) =>
+    sql<{ interval_s: number | null }>`select interval_s from heartbeats where device_id = ${deviceId} and recorded_at < ${to}
+      order by recorded_at desc limit 1`.pipe(Effect.map((rows) => rows[0]?.interval_s ?? null))
+
   const heartbeats = Effect.fn("DeviceQueries.heartbeats")(function* (
     deviceId: string,
     range: { readonly from: Date; readonly to: Date; readonly bucketSeconds?: number | undefined }
@@ -404,34 +502,75 @@ export const make = Effect.gen(function* () {
       if (buckets > MAX_POINTS) {
         return yield* new DeviceQueryInvalid({ message: `${buckets} buckets over the limit of ${MAX_POINTS}: widen bucketSeconds or narrow the range` })
       }
-      const rows = yield* sql<{ bucket: Date; samples: number; battery: number; mem: number; storage: number; signal: number | null }>`
+      // Sums stay null in a bucket where no heartbeat carried the field (sum ignores nulls). The
+      // interval is the one of the bucket's latest heartbeat that had one: the max of [time,
+      // interval] pairs (an ordered array_agg sorts every bucket: a day of 30 s heartbeats took a
+      // quarter longer with it, against a few percent for all the cost columns this way).
+      // The cost_* columns are for the range's summary only.
+      const cost = sql.literal(hasCost)
+      const rows = yield* sql<
+        CostColumns & {
+          bucket: Date
+          samples: number
+          battery: number
+          mem: number
+          storage: number
+          signal: number | null
+          cost_samples: number
+          cost_from: Date | null
+          cost_to: Date | null
+        }
+      >`
         select to_timestamp(floor(extract(epoch from recorded_at) / ${range.bucketSeconds}) * ${range.bucketSeconds}) as bucket,
           count(*)::int as samples, avg(battery_pct)::float8 as battery, avg(mem_free_mb)::float8 as mem,
-          avg(storage_free_mb)::float8 as storage, avg(signal_dbm)::float8 as signal
+          avg(storage_free_mb)::float8 as storage, avg(signal_dbm)::float8 as signal,
+          sum(wakeups)::float8 as wakeups, sum(tx_bytes)::float8 as tx_bytes, sum(reconnects)::float8 as reconnects,
+          (max(array[extract(epoch from recorded_at)::float8, interval_s]) filter (where interval_s is not null))[2]::int as interval_s,
+          (count(*) filter (where ${cost}))::int as cost_samples,
+          min(recorded_at - coalesce(interval_s, 0) * interval '1 second') filter (where ${cost}) as cost_from,
+          max(recorded_at) filter (where ${cost}) as cost_to
         from heartbeats where device_id = ${deviceId} and recorded_at >= ${range.from} and recorded_at < ${range.to}
         group by 1 order by 1`
+      const intervalS = yield* latestIntervalS(deviceId, range.to)
       return {
         _tag: "Buckets" as const,
-        buckets: rows.map((r) => ({ bucketStart: r.bucket, samples: r.samples, batteryPct: r.battery, memFreeMb: r.mem, storageFreeMb: r.storage, signalDbm: r.signal }))
+        buckets: rows.map((r) => ({
+          bucketStart: r.bucket,
+          samples: r.samples,
+          batteryPct: r.battery,
+          memFreeMb: r.mem,
+          storageFreeMb: r.storage,
+          signalDbm: r.signal,
+          ...costFields(r)
+        })),
+        agentCost: summarizeCost(
+          rows.map((r) => ({ ...r, samples: r.cost_samples, fromMs: r.cost_from?.getTime() ?? null, toMs: r.cost_to?.getTime() ?? null })),
+          range.from,
+          intervalS
+        )
       }
     }
-    const rows = yield* sql<{
-      recorded_at: Date
-      seq: string
-      battery_pct: number
-      charging: boolean
-      mem_free_mb: number
-      mem_total_mb: number
-      storage_free_mb: number
-      network: number
-      signal_dbm: number | null
-      foreground_app: string | null
-    }>`select recorded_at, seq, battery_pct, charging, mem_free_mb, mem_total_mb, storage_free_mb, network, signal_dbm, foreground_app
+    const rows = yield* sql<
+      CostColumns & {
+        recorded_at: Date
+        seq: string
+        battery_pct: number
+        charging: boolean
+        mem_free_mb: number
+        mem_total_mb: number
+        storage_free_mb: number
+        network: number
+        signal_dbm: number | null
+        foreground_app: string | null
+      }
+    >`select recorded_at, seq, battery_pct, charging, mem_free_mb, mem_total_mb, storage_free_mb, network, signal_dbm, foreground_app,
+        interval_s, wakeups, tx_bytes, reconnects
       from heartbeats where device_id = ${deviceId} and recorded_at >= ${range.from} and recorded_at < ${range.to}
       order by recorded_at limit ${MAX_POINTS + 1}`
     if (rows.length > MAX_POINTS) {
       return yield* new DeviceQueryInvalid({ message: `more than ${MAX_POINTS} heartbeats in the range: narrow it or set bucketSeconds` })
     }
+    const intervalS = yield* latestIntervalS(deviceId, range.to)
     return {
       _tag: "Raw" as const,
       points: rows.map((r) => ({
@@ -444,8 +583,18 @@ export const make = Effect.gen(function* () {
         storageFreeMb: r.storage_free_mb,
         network: networkFromCode(r.network),
         signalDbm: r.signal_dbm,
-        foregroundApp: r.foreground_app
-      }))
+        foregroundApp: r.foreground_app,
+        ...costFields(r)
+      })),
+      agentCost: summarizeCost(
+        rows.map((r) => {
+          const reported = r.wakeups !== null || r.tx_bytes !== null || r.reconnects !== null
+          const at = r.recorded_at.getTime()
+          return { ...r, samples: reported ? 1 : 0, fromMs: reported ? at - (r.interval_s ?? 0) * 1000 : null, toMs: reported ? at : null }
+        }),
+        range.from,
+        intervalS
+      )
     }
   })
 

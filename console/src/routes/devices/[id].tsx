@@ -1,6 +1,7 @@
 import type { DeviceLive } from "@nexmdm/protocol/live"
 import { A, useParams } from "@solidjs/router"
 import { createEffect, createMemo, createResource, createSignal, For, on, onCleanup, Show } from "solid-js"
+import { AgentCostCard, costColumns, type SeriesWithCost } from "../../components/AgentCostCard"
 import { Chart } from "../../components/Chart"
 import { CommandForm } from "../../components/CommandForm"
 import { CommandHistory } from "../../components/CommandHistory"
@@ -12,7 +13,7 @@ import { toast, toastError } from "../../components/ui/Toast"
 import { ApiError, download, get, patch, post, toCsv } from "../../lib/api"
 import { dateTime, megabytes, presenceLabel, presenceTone, relativeTime } from "../../lib/format"
 import { watch } from "../../lib/live"
-import type { AuditRecord, Command, Device, DeviceEvent, HeartbeatSeries, Page } from "../../lib/model"
+import type { AuditRecord, Command, Device, DeviceEvent, Page } from "../../lib/model"
 import { now } from "../../lib/now"
 import { appendPoint, bucketFor, type Columns, emptyColumns, toColumns } from "../../lib/series"
 import { can } from "../../lib/session"
@@ -55,7 +56,7 @@ export default function DevicePage() {
     async ([deviceId]) => {
       const to = new Date()
       const from = new Date(to.getTime() - rangeMs())
-      const result = await get<HeartbeatSeries>(`/devices/${deviceId}/heartbeats`, {
+      const result = await get<SeriesWithCost>(`/devices/${deviceId}/heartbeats`, {
         from: from.toISOString(),
         to: to.toISOString(),
         bucketSeconds: bucketFor(rangeMs())
@@ -64,6 +65,16 @@ export default function DevicePage() {
       return result
     }
   )
+
+  // The agent's cost follows the loaded range (it is not in the live view).
+  const cost = createMemo(() => {
+    // Reading an errored resource throws; the Telemetry card shows the error.
+    if (series.state === "errored") return undefined
+    const loaded = series()
+    if (loaded === undefined) return undefined
+    const ms = Date.parse(loaded.to) - Date.parse(loaded.from)
+    return { summary: loaded.agentCost, columns: costColumns(loaded), rangeLabel: RANGES.find((r) => r.ms === ms)?.label ?? "range" }
+  })
 
   // Live status and chart points from WatchDevice (re-subscribed when the route's device changes).
   createEffect(
@@ -185,6 +196,9 @@ export default function DevicePage() {
                       </Show>
                     </Show>
                   </Card>
+                  <Show when={cost()}>
+                    {(loaded) => <AgentCostCard class="lg:col-span-3" cost={loaded().summary} columns={loaded().columns} rangeLabel={loaded().rangeLabel} />}
+                  </Show>
                 </div>
               </Show>
 

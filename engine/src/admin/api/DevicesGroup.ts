@@ -6,7 +6,7 @@
  *   GET   /devices/:id               -> Device
  *   PATCH /devices/:id               {name?, tags?} -> Device
  *   POST  /devices/:id/retire        -> Device (its socket is closed with 4003; it must enrol again)
- *   GET   /devices/:id/heartbeats    ?from&to&bucketSeconds -> HeartbeatSeries (≤ 5,000 points)
+ *   GET   /devices/:id/heartbeats    ?from&to&bucketSeconds -> HeartbeatSeries (≤ 5,000 points, with the agent's cost)
  *   GET   /devices/:id/events        ?before&limit -> DeviceEvent[]
  *   GET   /fleet/summary             -> FleetSummary
  */
@@ -94,6 +94,17 @@ export const UpdateDevice = Schema.Struct({
   tags: Schema.optional(Schema.Array(Tag).pipe(Schema.maxItems(50)))
 })
 
+/**
+ * The agent's interval and own cost since its previous sample (PROTOCOL.md 9.6); each absent when
+ * the agent did not send it (agents before the battery budget send none).
+ */
+const AgentCostFields = {
+  intervalS: Schema.optional(Schema.Int),
+  wakeups: Schema.optional(Schema.Int),
+  txBytes: Schema.optional(Schema.Int),
+  reconnects: Schema.optional(Schema.Int)
+}
+
 export class HeartbeatPoint extends Schema.Class<HeartbeatPoint>("HeartbeatPoint")({
   recordedAt: Schema.Date,
   seq: Schema.Int,
@@ -104,7 +115,8 @@ export class HeartbeatPoint extends Schema.Class<HeartbeatPoint>("HeartbeatPoint
   storageFreeMb: Schema.Int,
   network: Network,
   signalDbm: Schema.NullOr(Schema.Int),
-  foregroundApp: Schema.NullOr(Schema.String)
+  foregroundApp: Schema.NullOr(Schema.String),
+  ...AgentCostFields
 }) {}
 
 export class HeartbeatBucket extends Schema.Class<HeartbeatBucket>("HeartbeatBucket")({
@@ -113,7 +125,25 @@ export class HeartbeatBucket extends Schema.Class<HeartbeatBucket>("HeartbeatBuc
   batteryPct: Schema.Number,
   memFreeMb: Schema.Number,
   storageFreeMb: Schema.Number,
-  signalDbm: Schema.NullOr(Schema.Number)
+  signalDbm: Schema.NullOr(Schema.Number),
+  /** Sums of the bucket's wakeups, txBytes and reconnects, and the interval of its latest heartbeat that had one. */
+  ...AgentCostFields
+}) {}
+
+/** The agent's own cost over a heartbeat range (PROTOCOL.md 9.6), for the device page. */
+export class AgentCost extends Schema.Class<AgentCost>("AgentCost")({
+  /** The interval the device's latest heartbeat before `to` reported; null when it had none. */
+  intervalS: Schema.NullOr(Schema.Int),
+  /** Heartbeats in the range that carried some cost. */
+  samples: Schema.Int,
+  /** Sums over the range; null when no heartbeat in it carried the field. */
+  wakeups: Schema.NullOr(Schema.Int),
+  txBytes: Schema.NullOr(Schema.Int),
+  reconnects: Schema.NullOr(Schema.Int),
+  /** Hours the sums cover: from the first reporting heartbeat (less its interval, not before `from`) to the last. */
+  hours: Schema.Number,
+  wakeupsPerHour: Schema.NullOr(Schema.Number),
+  txBytesPerHour: Schema.NullOr(Schema.Number)
 }) {}
 
 export class HeartbeatSeries extends Schema.Class<HeartbeatSeries>("HeartbeatSeries")({
@@ -124,7 +154,9 @@ export class HeartbeatSeries extends Schema.Class<HeartbeatSeries>("HeartbeatSer
   /** Raw rows (without bucketSeconds), oldest first. */
   points: Schema.Array(HeartbeatPoint),
   /** Averages per bucket (with bucketSeconds), oldest first; empty buckets are left out. */
-  buckets: Schema.Array(HeartbeatBucket)
+  buckets: Schema.Array(HeartbeatBucket),
+  /** The agent's cost over the range; absent when the agent reports none (an agent before the battery budget). */
+  agentCost: Schema.optional(AgentCost)
 }) {}
 
 export const HeartbeatRange = Schema.Struct({

@@ -7,7 +7,7 @@ import { AdminApi } from "../AdminApi.js"
 import { Audit } from "../Audit.js"
 import { auditContext, orInternal } from "../internal/handlers.js"
 import { CurrentPrincipal } from "../Principal.js"
-import { Device, DeviceEvent, DevicePage, FleetSummary, HeartbeatBucket, HeartbeatPoint, HeartbeatSeries, LatestHeartbeat } from "./DevicesGroup.js"
+import { AgentCost, Device, DeviceEvent, DevicePage, FleetSummary, HeartbeatBucket, HeartbeatPoint, HeartbeatSeries, LatestHeartbeat } from "./DevicesGroup.js"
 
 const toDevice = (info: DeviceQueries.DeviceInfo) =>
   new Device({ ...info, heartbeat: info.heartbeat === null ? null : new LatestHeartbeat(info.heartbeat) })
@@ -121,7 +121,8 @@ export const DevicesGroupLive = HttpApiBuilder.group(AdminApi, "devices", (handl
             to,
             bucketSeconds: urlParams.bucketSeconds ?? null,
             points: series._tag === "Raw" ? series.points.map((point) => new HeartbeatPoint(point)) : [],
-            buckets: series._tag === "Buckets" ? series.buckets.map((bucket) => new HeartbeatBucket(bucket)) : []
+            buckets: series._tag === "Buckets" ? series.buckets.map((bucket) => new HeartbeatBucket(bucket)) : [],
+            ...(series.agentCost === undefined ? {} : { agentCost: new AgentCost(series.agentCost) })
           })
         }).pipe(
           Effect.catchTags({
