@@ -3,7 +3,8 @@
  * DeviceRunner with OkHttp and file storage, against a real engine on real PostgreSQL. The
  * device enrols with a token, connects, heartbeats, survives an engine restart without losing a
  * heartbeat (outbox + durable watermark), executes a signed command, rejects one tampered with
- * in flight, and falls back to HTTP when WebSocket upgrades are blocked.
+ * in flight, falls back to HTTP when WebSocket upgrades are blocked, and follows the engine's
+ * interval advice by power state while reporting its own cost in every heartbeat (battery budget).
  *
  * Between the device and the engine sits a TCP proxy the test controls: it follows the engine to
  * its new port after the restart, refuses WebSocket upgrades on demand and can rewrite bytes of
@@ -344,4 +345,66 @@ describe.skipIf(missing.length > 0)("Kotlin agent core against the engine", () =
     const viaHttp = device.events.filter((e) => e.event === "heartbeat_sent" && e["via"] === "http").length
     console.log(`agent cross-language fallback: ${proxy.upgradesRefused} upgrades refused, ${viaHttp} heartbeat batches over HTTP, ${persisted} heartbeats persisted, each seq once`)
   }, 120_000)
+
+  it("follows the engine's interval advice by power state and stores its own cost with each heartbeat", async () => {
+    // The engine's policy for its 1 s interval (testConfig): x2 on battery, x4 metered, x10 at <= 15 %, Doze at least 900 s.
+    const status = await device.status()
+    expect(status["heartbeatPolicy"]).toEqual({ chargingS: 1, batteryS: 2, meteredS: 4, lowBatteryS: 10, lowBatteryPct: 15, dozeS: 900 })
+    expect(status["intervalS"]).toBe(1)
+    const chargingUpTo = Number(status["lastSeq"])
+
+    // So far on external power (the runner's default): every sample at the engine's interval, each with its cost.
+    const costRows = (fromSeq: number) =>
+      sql<{ seq: string; interval_s: number | null; wakeups: number | null; tx_bytes: number | null; reconnects: number | null; at_ms: string }>(
+        (s) => s`select seq::text, interval_s, wakeups, tx_bytes, reconnects, (extract(epoch from recorded_at) * 1000)::text as at_ms
+          from heartbeats where device_id = ${deviceId} and seq > ${fromSeq} order by seq`
+      )
+    const charging = await costRows(0)
+    expect(charging.length).toBe(chargingUpTo)
+    expect(new Set(charging.map((row) => row.interval_s))).toEqual(new Set([1]))
+    expect(charging.filter((row) => row.wakeups === null || row.tx_bytes === null || row.reconnects === null)).toEqual([])
+    expect(charging[0]!.reconnects).toBeGreaterThanOrEqual(1)
+    expect(charging.reduce((sum, row) => sum + row.tx_bytes!, 0)).toBeGreaterThan(0)
+
+    // Unplugged at 50 %: the agent re-arms its timer at batteryS and says so in each heartbeat.
+    const from = device.events.length
+    device.send("power charging=false battery=50")
+    const toBattery = await device.waitFor((e) => e.event === "heartbeat_interval" && e["reason"] === "power_state", 10_000, from)
+    expect(toBattery["intervalS"]).toBe(2)
+    device.send("resume-sampling")
+    const onBattery = () => device.events.slice(from).filter((e) => e.event === "heartbeat_queued" && e["intervalS"] === 2)
+    await eventually(() => (onBattery().length >= 4 ? true : undefined), 15_000, 100)
+
+    // At or below 15 %: lowBatteryS. A requested heartbeat shows it without waiting 10 s for the timer.
+    const low = device.events.length
+    device.send("power battery=10")
+    const toLow = await device.waitFor((e) => e.event === "heartbeat_interval", 10_000, low)
+    expect(toLow["intervalS"]).toBe(10)
+    device.send("heartbeat")
+    const requested = await device.waitFor((e) => e.event === "heartbeat_requested", 10_000, low)
+    const lastSeq = await drain()
+    await expectEverySeqOnce(lastSeq)
+    device.send("power charging=true battery=77")
+
+    const rows = new Map((await costRows(chargingUpTo)).map((row) => [Number(row.seq), row]))
+    const batterySeqs = onBattery().map((e) => Number(e["seq"]))
+    const battery = batterySeqs.map((seq) => rows.get(seq)!)
+    expect(battery.map((row) => row.interval_s)).toEqual(batterySeqs.map(() => 2))
+    expect(battery.filter((row) => !(row.tx_bytes! > 0) || row.wakeups === null || row.reconnects === null)).toEqual([])
+    expect(rows.get(Number(requested["seq"]))?.interval_s).toBe(10)
+    // Spacing as the engine received them: about batteryS (the timer runs at a fixed rate, so the mean is tight).
+    const at = battery.map((row) => Number(row.at_ms))
+    const gaps = at.slice(1).map((t, i) => t - at[i]!)
+    const meanGap = (at[at.length - 1]! - at[0]!) / gaps.length
+    console.log(
+      `agent cross-language battery budget: ${chargingUpTo} samples charging at 1 s (first: wakeups ${charging[0]!.wakeups}, ` +
+        `txBytes ${charging[0]!.tx_bytes}, reconnects ${charging[0]!.reconnects}; txBytes in all ${charging.reduce((sum, row) => sum + row.tx_bytes!, 0)}); ` +
+        `on battery seqs ${batterySeqs.join(",")} at intervalS 2, gaps ${gaps.map((gap) => Math.round(gap)).join("/")} ms (mean ${Math.round(meanGap)}), ` +
+        `txBytes ${battery.map((row) => row.tx_bytes).join("/")}, wakeups ${battery.map((row) => row.wakeups).join("/")}; ` +
+        `at 10 %: seq ${requested["seq"]} stored with interval_s ${rows.get(Number(requested["seq"]))?.interval_s}`
+    )
+    expect(meanGap).toBeGreaterThan(1700)
+    expect(meanGap).toBeLessThan(2500)
+    for (const gap of gaps) expect(gap).toBeGreaterThan(1000)
+  }, 60_000)
 })
