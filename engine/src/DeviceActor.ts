@@ -351,7 +351,57 @@ const acceptHeartbeat = (
     return [refuse(state, heartbeat.seq, env.now), "backpressure"]
   }
   const recordedAt = Math.max(env.now, state.lastRecordedAt + 1)
-  // The row goes to the write buffer and dies once written (~100 ms): a young object.
+  // Hot fields, in place (see DeviceState).
+  let next = state
+  next.acceptedSeq = heartbeat.seq
+  next.lastRecordedAt = recordedAt
+  next.lastHeartbeatAt = env.now
+  if (next.connection === undefined) next.transport = transport
+  let sample = next.lastHeartbeat
+  if (sample === undefined) {
+    sample = {
+      seq: heartbeat.seq,
+      recordedAt,
+      deviceTs: heartbeat.ts,
+      batteryPct: heartbeat.batteryPct,
+      charging: heartbeat.charging,
+      memFreeMb: heartbeat.memFreeMb,
+      memTotalMb: heartbeat.memTotalMb,
+      storageFreeMb: heartbeat.storageFreeMb,
+      network: heartbeat.network,
+      signalDbm: heartbeat.signalDbm,
+      foregroundApp: heartbeat.foregroundApp,
+      agentVersion: heartbeat.agentVersion,
+      uptimeS: heartbeat.uptimeS,
+      intervalS: heartbeat.intervalS,
+      wakeups: heartbeat.wakeups,
+      txBytes: heartbeat.txBytes,
+      reconnects: heartbeat.reconnects
+    }
+    next.lastHeartbeat = sample
+  } else {
+    sample.seq = heartbeat.seq
+    sample.recordedAt = recordedAt
+    sample.deviceTs = heartbeat.ts
+    sample.batteryPct = heartbeat.batteryPct
+    sample.charging = heartbeat.charging
+    sample.memFreeMb = heartbeat.memFreeMb
+    sample.memTotalMb = heartbeat.memTotalMb
+    sample.storageFreeMb = heartbeat.storageFreeMb
+    sample.signalDbm = heartbeat.signalDbm
+    sample.uptimeS = heartbeat.uptimeS
+    sample.intervalS = heartbeat.intervalS
+    sample.wakeups = heartbeat.wakeups
+    sample.txBytes = heartbeat.txBytes
+    sample.reconnects = heartbeat.reconnects
+    // Strings change rarely: keep the stored copy when equal, so this frame's copies die young
+    // (JSON.parse makes new ones every time, and the sample lives a whole interval).
+    if (sample.network !== heartbeat.network) sample.network = heartbeat.network
+    if (sample.foregroundApp !== heartbeat.foregroundApp) sample.foregroundApp = heartbeat.foregroundApp
+    if (sample.agentVersion !== heartbeat.agentVersion) sample.agentVersion = heartbeat.agentVersion
+  }
+  // The row dies as soon as the write buffer copied it (TelemetryWriter stores batches as
+  // columns); its strings are the sample's long-lived copies, not this frame's.
   const row: HeartbeatRow = {
     deviceId: state.deviceId,
     seq: heartbeat.seq,
@@ -362,10 +412,10 @@ const acceptHeartbeat = (
     memFreeMb: heartbeat.memFreeMb,
     memTotalMb: heartbeat.memTotalMb,
     storageFreeMb: heartbeat.storageFreeMb,
-    network: heartbeat.network,
+    network: sample.network,
     signalDbm: heartbeat.signalDbm,
-    foregroundApp: heartbeat.foregroundApp,
-    agentVersion: heartbeat.agentVersion,
+    foregroundApp: sample.foregroundApp,
+    agentVersion: sample.agentVersion,
     uptimeS: heartbeat.uptimeS,
     intervalS: heartbeat.intervalS,
     wakeups: heartbeat.wakeups,
@@ -373,37 +423,6 @@ const acceptHeartbeat = (
     reconnects: heartbeat.reconnects
   }
   effects.push({ _tag: "Write", row }, { _tag: "HeartbeatCounted", outcome: "accepted" }, { _tag: "Changed" })
-  // Hot fields, in place (see DeviceState).
-  let next = state
-  next.acceptedSeq = heartbeat.seq
-  next.lastRecordedAt = recordedAt
-  next.lastHeartbeatAt = env.now
-  if (next.connection === undefined) next.transport = transport
-  const sample = next.lastHeartbeat
-  if (sample === undefined) {
-    const { deviceId: _deviceId, ...first } = row
-    next.lastHeartbeat = first
-  } else {
-    sample.seq = row.seq
-    sample.recordedAt = recordedAt
-    sample.deviceTs = row.deviceTs
-    sample.batteryPct = row.batteryPct
-    sample.charging = row.charging
-    sample.memFreeMb = row.memFreeMb
-    sample.memTotalMb = row.memTotalMb
-    sample.storageFreeMb = row.storageFreeMb
-    sample.signalDbm = row.signalDbm
-    sample.uptimeS = row.uptimeS
-    sample.intervalS = row.intervalS
-    sample.wakeups = row.wakeups
-    sample.txBytes = row.txBytes
-    sample.reconnects = row.reconnects
-    // Strings change rarely: keep the stored copy when equal, so this frame's copies die young
-    // (JSON.parse makes new ones every time, and the sample lives a whole interval).
-    if (sample.network !== row.network) sample.network = row.network
-    if (sample.foregroundApp !== row.foregroundApp) sample.foregroundApp = row.foregroundApp
-    if (sample.agentVersion !== row.agentVersion) sample.agentVersion = row.agentVersion
-  }
   if (next.presence !== "connected") {
     const reason =
       next.presence === "overdue"

@@ -62,6 +62,12 @@ export class DeviceRegistry extends Context.Tag("@nexmdm/engine/DeviceRegistry")
     readonly tell: (deviceId: string, message: ActorMessage) => TellResult
     readonly view: (deviceId: string) => Option.Option<DeviceView>
     readonly snapshot: () => ReadonlyArray<DeviceView>
+    /**
+     * Visits the state of every loaded actor without copying it: for periodic whole-fleet scans
+     * (alert evaluation), where a snapshot's 10,000 views lived long enough to be promoted. The
+     * visitor must copy what it keeps: the state changes under it.
+     */
+    readonly forEachState: (visit: (state: Readonly<DeviceState>) => void) => void
     /** Every state change of every device (a slow watcher loses the oldest changes, never blocks actors). */
     readonly changes: Stream.Stream<DeviceView>
     readonly watch: (deviceId: string) => Stream.Stream<DeviceView>
@@ -382,6 +388,9 @@ export const make = Effect.gen(function* () {
     tell,
     view,
     snapshot: () => [...actors.values()].flatMap((actor) => (actor.state === undefined ? [] : [toView(actor.state)])),
+    forEachState: (visit) => {
+      for (const actor of actors.values()) if (actor.state !== undefined) visit(actor.state)
+    },
     changes: changeStream,
     watch: (deviceId) => changeStream.pipe(Stream.filter((change) => change.deviceId === deviceId)),
     subscribe,

@@ -68,27 +68,137 @@ from unnest($1::text[], $2::int8[], $3::float8[], $4::float8[], $5::int2[], $6::
   $15::int4[], $16::int4[], $17::int4[], $18::int4[])
   as u(d, s, r, t, b, c, mf, mt, sf, n, sig, fg, av, up, iv, wk, tx, rc)`
 
-/** The batch as one array literal per column (see internal/PgArrays: pg's own array encoding was the hot spot). */
-const toColumns = (rows: ReadonlyArray<HeartbeatRow>): Array<string> => [
-  PgArrays.textArray(rows, (row) => row.deviceId),
-  PgArrays.numberArray(rows, (row) => row.seq),
-  PgArrays.numberArray(rows, (row) => row.recordedAt),
-  PgArrays.numberArray(rows, (row) => row.deviceTs),
-  PgArrays.numberArray(rows, (row) => row.batteryPct),
-  PgArrays.booleanArray(rows, (row) => row.charging),
-  PgArrays.numberArray(rows, (row) => row.memFreeMb),
-  PgArrays.numberArray(rows, (row) => row.memTotalMb),
-  PgArrays.numberArray(rows, (row) => row.storageFreeMb),
-  PgArrays.numberArray(rows, (row) => networkCode[row.network]),
-  PgArrays.numberArray(rows, (row) => row.signalDbm),
-  PgArrays.textArray(rows, (row) => row.foregroundApp),
-  PgArrays.textArray(rows, (row) => row.agentVersion),
-  PgArrays.numberArray(rows, (row) => row.uptimeS),
-  PgArrays.numberArray(rows, (row) => row.intervalS),
-  PgArrays.numberArray(rows, (row) => row.wakeups),
-  PgArrays.numberArray(rows, (row) => row.txBytes),
-  PgArrays.numberArray(rows, (row) => row.reconnects)
-]
+// Numeric columns of a batch, in statement order after device_id; NaN stands for NULL.
+const SEQ = 0
+const RECORDED_AT = 1
+const DEVICE_TS = 2
+const BATTERY_PCT = 3
+const CHARGING = 4
+const MEM_FREE = 5
+const MEM_TOTAL = 6
+const STORAGE_FREE = 7
+const NETWORK = 8
+const SIGNAL = 9
+const UPTIME = 10
+const INTERVAL = 11
+const WAKEUPS = 12
+const TX_BYTES = 13
+const RECONNECTS = 14
+const NUMERIC_COLUMNS = 15
+
+const orNaN = (value: number | undefined) => (value === undefined ? NaN : value)
+
+/**
+ * Up to `capacity` heartbeats stored as columns: numbers in one preallocated Float64Array, strings
+ * as references to the actors' long-lived copies. A row copied in here leaves no object behind,
+ * and the arrays are reused batch after batch (see WriteBehind's `store`).
+ */
+export class HeartbeatBatch {
+  length = 0
+  readonly numbers: Float64Array
+  readonly deviceIds: Array<string>
+  readonly foregroundApps: Array<string | undefined>
+  readonly agentVersions: Array<string>
+
+  constructor(readonly capacity: number) {
+    this.numbers = new Float64Array(capacity * NUMERIC_COLUMNS)
+    this.deviceIds = new Array<string>(capacity).fill("")
+    this.foregroundApps = new Array<string | undefined>(capacity).fill(undefined)
+    this.agentVersions = new Array<string>(capacity).fill("")
+  }
+
+  append(row: HeartbeatRow): void {
+    const i = this.length++
+    const n = this.numbers
+    const c = this.capacity
+    n[SEQ * c + i] = row.seq
+    n[RECORDED_AT * c + i] = row.recordedAt
+    n[DEVICE_TS * c + i] = row.deviceTs
+    n[BATTERY_PCT * c + i] = row.batteryPct
+    n[CHARGING * c + i] = row.charging ? 1 : 0
+    n[MEM_FREE * c + i] = row.memFreeMb
+    n[MEM_TOTAL * c + i] = row.memTotalMb
+    n[STORAGE_FREE * c + i] = row.storageFreeMb
+    n[NETWORK * c + i] = networkCode[row.network]
+    n[SIGNAL * c + i] = orNaN(row.signalDbm)
+    n[UPTIME * c + i] = row.uptimeS
+    n[INTERVAL * c + i] = orNaN(row.intervalS)
+    n[WAKEUPS * c + i] = orNaN(row.wakeups)
+    n[TX_BYTES * c + i] = orNaN(row.txBytes)
+    n[RECONNECTS * c + i] = orNaN(row.reconnects)
+    this.deviceIds[i] = row.deviceId
+    this.foregroundApps[i] = row.foregroundApp
+    this.agentVersions[i] = row.agentVersion
+  }
+
+  seqAt(i: number): number {
+    return this.numbers[SEQ * this.capacity + i]!
+  }
+
+  /** Empties the batch for reuse (and lets go of its strings). */
+  clear(): void {
+    this.deviceIds.fill("", 0, this.length)
+    this.foregroundApps.fill(undefined, 0, this.length)
+    this.agentVersions.fill("", 0, this.length)
+    this.length = 0
+  }
+
+  /** The batch as the insert's parameters: one array literal per column (see internal/PgArrays). */
+  toParameters(): Array<string> {
+    const column = (index: number) => PgArrays.float64Array(this.numbers, index * this.capacity, this.length)
+    return [
+      PgArrays.textArray(this.deviceIds, this.length),
+      column(SEQ),
+      column(RECORDED_AT),
+      column(DEVICE_TS),
+      column(BATTERY_PCT),
+      PgArrays.float64BooleanArray(this.numbers, CHARGING * this.capacity, this.length),
+      column(MEM_FREE),
+      column(MEM_TOTAL),
+      column(STORAGE_FREE),
+      column(NETWORK),
+      column(SIGNAL),
+      PgArrays.textArray(this.foregroundApps, this.length),
+      PgArrays.textArray(this.agentVersions, this.length),
+      column(UPTIME),
+      column(INTERVAL),
+      column(WAKEUPS),
+      column(TX_BYTES),
+      column(RECONNECTS)
+    ]
+  }
+}
+
+/** A shard's queue of heartbeats: full batches, then the one being filled; emptied ones are kept for reuse. */
+export const heartbeatStore = (capacity: number) => (): WriteBehind.ShardStore<HeartbeatRow, HeartbeatBatch> => {
+  const queue: Array<HeartbeatBatch> = []
+  const spare: Array<HeartbeatBatch> = []
+  let size = 0
+  return {
+    push: (row) => {
+      let tail = queue[queue.length - 1]
+      if (tail === undefined || tail.length === capacity) {
+        tail = spare.pop() ?? new HeartbeatBatch(capacity)
+        queue.push(tail)
+      }
+      tail.append(row)
+      size++
+    },
+    size: () => size,
+    // Batches hold at most `capacity` = the writer's maxBatch rows: the oldest is the next batch.
+    take: () => {
+      const head = queue.shift()!
+      size -= head.length
+      return head
+    },
+    batchSize: (batch) => batch.length,
+    release: (batch) => {
+      batch.clear()
+      // Enough for the steady state (one in flight, one filling); an outage's backlog is let go.
+      if (spare.length < 2) spare.push(batch)
+    }
+  }
+}
 
 export interface WriterHooks {
   readonly onBatch?: (info: { readonly rows: number; readonly seconds: number }) => void
@@ -100,18 +210,19 @@ export const make = (hooks: WriterHooks = {}) =>
     const config = yield* EngineConfig
     const sql = yield* SqlClient.SqlClient
     const listeners: Array<DurableListener> = []
-    const queue = yield* WriteBehind.make<HeartbeatRow>({
+    const queue = yield* WriteBehind.make<HeartbeatRow, HeartbeatBatch>({
       name: "TelemetryWriter",
       shards: config.writeShards,
       shardOf: (row) => WriteBehind.shardOfKey(row.deviceId),
       maxBatch: config.batchMaxRows,
+      store: heartbeatStore(config.batchMaxRows),
       maxDelay: config.batchMaxDelay,
       capacity: config.bufferMaxRows,
       finalFlushTimeout: config.shutdownTimeout,
-      write: (rows) => sql.unsafe(insertHeartbeats, toColumns(rows)),
-      onWritten: (rows) => {
+      write: (batch) => sql.unsafe(insertHeartbeats, batch.toParameters()),
+      onWritten: (batch) => {
         const durable = new Map<string, number>()
-        for (const row of rows) durable.set(row.deviceId, row.seq)
+        for (let i = 0; i < batch.length; i++) durable.set(batch.deviceIds[i]!, batch.seqAt(i))
         for (const listener of listeners) listener(durable)
       },
       ...hooks

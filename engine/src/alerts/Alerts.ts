@@ -139,14 +139,8 @@ const oneLine = (text: string, max: number) => {
   return line.length > max ? `${line.slice(0, max - 3)}...` : line
 }
 
-const sampleOf = (view: DeviceView): Conditions.DeviceSample => ({
-  deviceId: view.deviceId,
-  presence: view.presence,
-  presenceReason: view.presenceReason,
-  presenceSince: view.presenceSince,
-  batteryPct: view.lastHeartbeat?.batteryPct,
-  charging: view.lastHeartbeat?.charging
-})
+type MutableSample = { -readonly [K in keyof Conditions.DeviceSample]: Conditions.DeviceSample[K] }
+
 
 // One statement for a rule's opens and repeats: a repeat of an open (rule, key) bumps count.
 // Keys of devices deleted meanwhile are skipped.
@@ -414,10 +408,33 @@ export const make = Effect.gen(function* () {
     }
   }
 
-  /** The latest sample of every device the registry holds; passivated devices keep their last one. */
-  const refreshSamples = () => {
-    for (const view of registry.snapshot()) devices.set(view.deviceId, sampleOf(view))
-  }
+  /**
+   * The latest sample of every device the registry holds; passivated devices keep their last one.
+   * Samples are updated in place: a new object per device per evaluation (10,000 every 5 s) lived
+   * until the next one and was promoted, feeding full GCs on the heartbeat path.
+   */
+  const refreshSamples = () =>
+    registry.forEachState((state) => {
+      const sample = devices.get(state.deviceId) as MutableSample | undefined
+      const batteryPct = state.lastHeartbeat?.batteryPct
+      const charging = state.lastHeartbeat?.charging
+      if (sample === undefined) {
+        devices.set(state.deviceId, {
+          deviceId: state.deviceId,
+          presence: state.presence,
+          presenceReason: state.presenceReason,
+          presenceSince: state.presenceSince,
+          batteryPct,
+          charging
+        })
+        return
+      }
+      sample.presence = state.presence
+      sample.presenceReason = state.presenceReason
+      sample.presenceSince = state.presenceSince
+      sample.batteryPct = batteryPct
+      sample.charging = charging
+    })
 
   const evaluate = serialized(
     Effect.gen(function* () {

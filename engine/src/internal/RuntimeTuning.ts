@@ -16,3 +16,7 @@ const HEAP_GROWING_PERCENT = process.env["NEXMDM_V8_HEAP_GROWING_PERCENT"] ?? "3
 if (/^\d{1,3}$/.test(HEAP_GROWING_PERCENT) && HEAP_GROWING_PERCENT !== "0") {
   setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
 }
+
+// Diagnosis only (e.g. "--trace-gc", which Node refuses in NODE_OPTIONS): extra V8 flags.
+const EXTRA_V8_FLAGS = process.env["NEXMDM_V8_FLAGS"]
+if (EXTRA_V8_FLAGS !== undefined && EXTRA_V8_FLAGS.trim() !== "") setFlagsFromString(EXTRA_V8_FLAGS)
