@@ -87,7 +87,7 @@ const toView = (state: DeviceState): DeviceView => ({
   presenceReason: state.presenceReason,
   presenceSince: state.presenceSince,
   transport: state.transport,
-  lastHeartbeatAt: state.lastHeartbeatAt,
+  lastHeartbeatAt: state.lastHeartbeatAt > 0 ? state.lastHeartbeatAt : undefined,
   // The actor overwrites its sample in place on every heartbeat: a view keeps its own copy.
   lastHeartbeat: state.lastHeartbeat === undefined ? undefined : { ...state.lastHeartbeat },
   acceptedSeq: state.acceptedSeq,

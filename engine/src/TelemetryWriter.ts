@@ -194,8 +194,8 @@ export const heartbeatStore = (capacity: number) => (): WriteBehind.ShardStore<H
     batchSize: (batch) => batch.length,
     release: (batch) => {
       batch.clear()
-      // Enough for the steady state (one in flight, one filling); an outage's backlog is let go.
-      if (spare.length < 2) spare.push(batch)
+      // Enough for the steady state (one in flight, a few filling); an outage's backlog is let go.
+      if (spare.length < 4) spare.push(batch)
     }
   }
 }
