@@ -7,7 +7,10 @@
  * Update latency: for every device view in a "changes" batch, the subscriber's Date.now() at
  * arrival minus the view's `lastHeartbeat.recordedAt` (the engine's Date.now() when it accepted the
  * heartbeat; same machine, same clock). It includes the flush interval asked for (`flushMs`): a
- * device that changed just after a flush waits for the next one.
+ * device that changed just after a flush waits for the next one. The engine serializes each flush
+ * once for all subscribers; a subscriber that falls behind receives, instead of the flushes it
+ * missed, one "changes" batch with each device's latest view: its latency is then the age of the
+ * state it shows, and `updates` counts what it received, not every heartbeat.
  */
 import WebSocket from "ws"
 import { runSidecar } from "./Sidecar.js"

@@ -8,7 +8,10 @@
  *
  * - WatchFleet: the whole fleet, first as a snapshot (chunks of at most FLEET_CHUNK devices, the
  *   last one with kind "snapshotEnd"), then coalesced changes: per device only the latest view,
- *   flushed every `flushMs` (default 250 ms), as batches of kind "changes".
+ *   flushed every `flushMs` (default 250 ms; the engine rounds it down to a multiple of 50 ms so
+ *   that subscribers share their flushes), as batches of kind "changes". A client that has not
+ *   acked by the time two flushes are due misses them and then receives, in their place, one set
+ *   of "changes" batches with the latest view of every device they held.
  * - WatchDevice: one device's current view (if the engine knows it), then each change.
  * - WatchCommands: persisted command transitions, of every device or of `deviceId`.
  *

@@ -7,32 +7,60 @@
  * An accepted stream is guarded: it fails with `Unauthorized` at the token's `exp`, and within
  * REVOCATION_CHECK of a revocation (a map lookup per stream per check, no query).
  *
- * Coalescing (WatchFleet): changes of the registry mark devices dirty in a Map (a device changing
- * 20 times in a window is one entry); every `flushMs` the dirty set is emptied and sent as one or
- * more batches (at most FLEET_CHUNK devices each) with each device's view as of the flush. A
- * client slower than the flushes only makes the dirty set wait: it is bounded by the fleet size,
- * and the registry's sliding PubSub never blocks an actor.
+ * WatchFleet: the work is shared by the subscribers of one flush period (`flushMs` rounded down
+ * to a multiple of FLUSH_STEP_MS, so that the default and the console's choice each make one
+ * group). A group's FleetBroadcaster (internal/) collects dirty devices once (a device changing 20
+ * times in a period is one entry), and every period builds each device's view as of the flush,
+ * cuts it into batches of at most FLEET_CHUNK devices and serializes them to JSON once
+ * (EncodedJson); every subscriber's rpc stream sends that same text (the serialization splices it
+ * in, no Schema encode or JSON.stringify per subscriber). The wire is unchanged: clients decode
+ * FleetBatch as before. The snapshot is built per subscriber (it is rare).
+ * A subscriber slower than the flushes holds at most one flush; behind by more, it holds only
+ * the number of the first flush it missed and, when it asks again, gets one catch-up batch of
+ * every device flushed since, with its view as of then (latest state, not every change). Nothing
+ * waits for a subscriber: not the broadcaster, not the other subscribers, not the actors (the
+ * registry's sliding PubSub never blocks them).
  */
 import { HttpApp } from "@effect/platform"
-import { RpcSerialization, RpcServer } from "@effect/rpc"
+import { RpcGroup, RpcSchema, RpcServer } from "@effect/rpc"
 import {
   DEFAULT_FLUSH_MS,
   type DeviceLive,
   FLEET_CHUNK,
   type FleetBatch,
-  LiveRpcs,
-  Unauthorized
+  MIN_FLUSH_MS,
+  Unauthorized,
+  WatchCommands,
+  WatchDevice,
+  WatchFleet
 } from "@nexmdm/protocol/live"
-import { Chunk, Duration, Effect, Either, Layer, Option, Queue, Schedule, type Scope, Stream } from "effect"
+import { Chunk, Duration, Effect, Either, Layer, Option, RcMap, Schedule, type Scope, Stream } from "effect"
 import type { CommandTransition } from "../CommandLifecycle.js"
 import { Commands } from "../commands/Commands.js"
 import { DeviceRegistry, type DeviceView } from "../DeviceRegistry.js"
 import { AccessTokens } from "./AccessTokens.js"
 import { Accounts } from "./Accounts.js"
+import * as EncodedJson from "./internal/EncodedJson.js"
+import * as FleetBroadcaster from "./internal/FleetBroadcaster.js"
 
 export const LIVE_PATH = "/api/live"
 /** How often an open stream re-checks its user's session (revocation, disabled account). */
 export const REVOCATION_CHECK = Duration.seconds(1)
+/** WatchFleet subscribers share the broadcaster of their flushMs rounded down to a multiple of this. */
+export const FLUSH_STEP_MS = 50
+
+/** The broadcaster period serving a requested flushMs. */
+export const flushGroup = (flushMs: number): number => Math.max(MIN_FLUSH_MS, Math.floor(flushMs / FLUSH_STEP_MS) * FLUSH_STEP_MS)
+
+/**
+ * The server's side of the rpcs: WatchFleet's elements leave as JSON text made once for every
+ * subscriber (the client's side, LiveRpcs, decodes that text as FleetBatch).
+ */
+export class LiveRpcsServer extends RpcGroup.make(
+  WatchFleet.setSuccess(RpcSchema.Stream({ success: EncodedJson.schema, failure: Unauthorized })),
+  WatchDevice,
+  WatchCommands
+) {}
 
 export const toDeviceLive = (view: DeviceView): DeviceLive => {
   const hb = view.lastHeartbeat
@@ -78,13 +106,32 @@ const toCommandUpdate = (t: CommandTransition) => ({
   ...(t.unreachable === undefined ? {} : { unreachable: t.unreachable })
 })
 
-const chunked = (kind: FleetBatch["kind"], devices: ReadonlyArray<DeviceLive>): Array<FleetBatch> => {
+/**
+ * A batch as JSON text. FleetBatch's schema has no transformations (its Type is its Encoded form:
+ * the parameter's type checks it), so JSON.stringify is its encoding.
+ */
+const encodeBatch = (batch: typeof FleetBatch.Encoded): EncodedJson.EncodedJson => EncodedJson.encode(batch)
+
+const chunked = (kind: FleetBatch["kind"], views: ReadonlyArray<DeviceView>): Array<FleetBatch> => {
   const batches: Array<FleetBatch> = []
-  for (let i = 0; i < devices.length; i += FLEET_CHUNK) batches.push({ kind, devices: devices.slice(i, i + FLEET_CHUNK) })
+  for (let i = 0; i < views.length; i += FLEET_CHUNK) {
+    batches.push({ kind, devices: views.slice(i, i + FLEET_CHUNK).map(toDeviceLive) })
+  }
   return batches
 }
 
-export const handlersLayer = LiveRpcs.toLayer(
+/** A flush or catch-up of the fleet stream, encoded once for all its subscribers. */
+export const renderChanges = (views: ReadonlyArray<DeviceView>): Array<EncodedJson.EncodedJson> => chunked("changes", views).map(encodeBatch)
+
+/** The snapshot: batches of kind "snapshot", the last one "snapshotEnd" (alone and empty for no devices). */
+export const renderSnapshot = (views: ReadonlyArray<DeviceView>): Array<EncodedJson.EncodedJson> => {
+  const batches = chunked("snapshot", views)
+  if (batches.length === 0) batches.push({ kind: "snapshotEnd", devices: [] })
+  else batches[batches.length - 1] = { kind: "snapshotEnd", devices: batches[batches.length - 1]!.devices }
+  return batches.map(encodeBatch)
+}
+
+export const handlersLayer = LiveRpcsServer.toLayer(
   Effect.gen(function* () {
     const registry = yield* DeviceRegistry
     const commands = yield* Commands
@@ -126,33 +173,19 @@ export const handlersLayer = LiveRpcs.toLayer(
     const guarded = <A, E>(token: string, stream: Stream.Stream<A, E>): Stream.Stream<A, E | Unauthorized> =>
       Stream.unwrap(Effect.map(authenticate(token), (guard) => Stream.interruptWhen(stream, guard)))
 
-    const fleet = (flushMs: number): Stream.Stream<FleetBatch> =>
+    // One broadcaster per flush period in use; it stops with its last subscriber.
+    const groups = yield* RcMap.make({
+      lookup: (periodMs: number) => FleetBroadcaster.make({ registry, period: Duration.millis(periodMs), render: renderChanges })
+    })
+
+    const fleet = (flushMs: number): Stream.Stream<EncodedJson.EncodedJson> =>
       Stream.unwrapScoped(
         Effect.gen(function* () {
-          const dirty = new Map<string, DeviceView>()
-          // Subscribed before the snapshot is taken: no change falls in between.
-          const queue = yield* registry.subscribe
-          yield* Queue.takeBetween(queue, 1, Number.MAX_SAFE_INTEGER).pipe(
-            Effect.tap((views) => Effect.sync(() => Chunk.forEach(views, (view) => void dirty.set(view.deviceId, view)))),
-            Effect.forever,
-            Effect.forkScoped
-          )
-          const snapshot = registry.snapshot().map(toDeviceLive)
-          const first = chunked("snapshot", snapshot)
-          if (first.length === 0) first.push({ kind: "snapshotEnd", devices: [] })
-          else first[first.length - 1] = { kind: "snapshotEnd", devices: first[first.length - 1]!.devices }
-          const flush = Effect.sync(() => {
-            if (dirty.size === 0) return Chunk.empty<FleetBatch>()
-            const devices: Array<DeviceLive> = []
-            // The view as of now (a later change than the one that marked it is fine: it is newer).
-            for (const [id, marked] of dirty) devices.push(toDeviceLive(Option.getOrElse(registry.view(id), () => marked)))
-            dirty.clear()
-            return Chunk.unsafeFromArray(chunked("changes", devices))
-          })
-          const changes = Stream.fromSchedule(Schedule.fixed(Duration.millis(flushMs))).pipe(
-            Stream.mapConcatChunkEffect(() => flush)
-          )
-          return Stream.concat(Stream.fromIterable(first), changes)
+          const broadcaster = yield* RcMap.get(groups, flushGroup(flushMs))
+          const member = yield* broadcaster.join
+          const snapshot = renderSnapshot(member.snapshot)
+          const changes = Stream.repeatEffectChunk(Effect.map(member.next, Chunk.unsafeFromArray))
+          return Stream.concat(Stream.fromIterable(snapshot), changes)
         })
       )
 
@@ -190,6 +223,9 @@ export const httpApp: Effect.Effect<
   HttpApp.Default<never, Scope.Scope>,
   never,
   Scope.Scope | DeviceRegistry | Commands | AccessTokens | Accounts
-> = RpcServer.toHttpAppWebsocket(LiveRpcs).pipe(
-  Effect.provide(Layer.merge(handlersLayer, RpcSerialization.layerJson))
-)
+> = Effect.gen(function* () {
+  // Built in the caller's scope: the handlers own resources (the fleet broadcasters) that must
+  // live as long as the app, not only while it is being made.
+  const context = yield* Layer.build(Layer.merge(handlersLayer, EncodedJson.layerSerialization))
+  return yield* RpcServer.toHttpAppWebsocket(LiveRpcsServer).pipe(Effect.provide(context))
+})
