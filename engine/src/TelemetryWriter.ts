@@ -143,28 +143,28 @@ export class HeartbeatBatch {
     this.length = 0
   }
 
-  /** The batch as the insert's parameters: one array literal per column (see internal/PgArrays). */
-  toParameters(): Array<string> {
-    const column = (index: number) => PgArrays.float64Array(this.numbers, index * this.capacity, this.length)
+  /** The batch as the insert's parameters: one binary array per column (see internal/PgArrays). */
+  toParameters(): Array<Buffer> {
+    const column = (type: PgArrays.NumericType, index: number) => PgArrays.numberArray(type, this.numbers, index * this.capacity, this.length)
     return [
       PgArrays.textArray(this.deviceIds, this.length),
-      column(SEQ),
-      column(RECORDED_AT),
-      column(DEVICE_TS),
-      column(BATTERY_PCT),
-      PgArrays.float64BooleanArray(this.numbers, CHARGING * this.capacity, this.length),
-      column(MEM_FREE),
-      column(MEM_TOTAL),
-      column(STORAGE_FREE),
-      column(NETWORK),
-      column(SIGNAL),
+      column("int8", SEQ),
+      column("float8", RECORDED_AT),
+      column("float8", DEVICE_TS),
+      column("int2", BATTERY_PCT),
+      column("bool", CHARGING),
+      column("int4", MEM_FREE),
+      column("int4", MEM_TOTAL),
+      column("int4", STORAGE_FREE),
+      column("int2", NETWORK),
+      column("int2", SIGNAL),
       PgArrays.textArray(this.foregroundApps, this.length),
       PgArrays.textArray(this.agentVersions, this.length),
-      column(UPTIME),
-      column(INTERVAL),
-      column(WAKEUPS),
-      column(TX_BYTES),
-      column(RECONNECTS)
+      column("int4", UPTIME),
+      column("int4", INTERVAL),
+      column("int4", WAKEUPS),
+      column("int4", TX_BYTES),
+      column("int4", RECONNECTS)
     ]
   }
 }
