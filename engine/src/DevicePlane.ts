@@ -29,6 +29,7 @@ import { nativeBindingLoaded, type TemplatedApp, type us_listen_socket, uws, typ
 import * as Metrics from "./Metrics.js"
 import * as ProvisioningRoutes from "./provisioning/ProvisioningRoutes.js"
 import * as ReleaseRoutes from "./releases/ReleaseRoutes.js"
+import { SlowHashRefused } from "./SlowHashBudget.js"
 import { type TicketClaims, Tickets } from "./Tickets.js"
 import { lastForwardedAddress } from "./internal/ForwardedFor.js"
 
@@ -314,6 +315,10 @@ export const make = Effect.gen(function* () {
               if (failure instanceof EnrollmentRejected) {
                 return respondError(ex, rejectionStatus[failure.code], failure.code, failure.message)
               }
+              // Too many failed checks for this token, device or address, or the argon2 budget is spent.
+              if (failure instanceof SlowHashRefused) {
+                return respondError(ex, 429, "RATE_LIMITED", failure.message, failure.retryAfterMs)
+              }
               if (failure !== undefined && failure._tag === "SqlError") {
                 yield* Effect.logWarning("database unavailable for a device request").pipe(Effect.annotateLogs({ route }))
                 return respondError(ex, 503, "INTERNAL", "database unavailable: retry later", 5000)
@@ -334,7 +339,7 @@ export const make = Effect.gen(function* () {
       runForExchange(
         ex,
         "enroll",
-        enrollment.enroll(request.right).pipe(
+        enrollment.enroll(request.right, { ip }).pipe(
           Effect.tap((enrolled) =>
             enrolled.reenrolled
               ? Effect.sync(() => registry.tell(enrolled.deviceId, {
@@ -345,7 +350,8 @@ export const make = Effect.gen(function* () {
               : Effect.void
           ),
           Effect.tapBoth({
-            onFailure: (error) => Effect.sync(() => Metrics.enrollments(error._tag === "EnrollmentRejected" ? error.code : "error")),
+            onFailure: (error) =>
+              Effect.sync(() => Metrics.enrollments(error._tag === "EnrollmentRejected" ? error.code : error._tag === "SlowHashRefused" ? "RATE_LIMITED" : "error")),
             onSuccess: (enrolled) => Effect.sync(() => Metrics.enrollments(enrolled.reenrolled ? "reenrolled" : "enrolled"))
           })
         ),
@@ -369,7 +375,7 @@ export const make = Effect.gen(function* () {
     readBody(ex, BODY_LIMIT_SMALL, (text) => {
       const request = decodeTicketRequest(text)
       if (Either.isLeft(request)) return respondError(ex, 400, "BAD_REQUEST", request.left)
-      runForExchange(ex, "ticket", enrollment.renewTicket(request.right), (renewed) =>
+      runForExchange(ex, "ticket", enrollment.renewTicket(request.right, { ip }), (renewed) =>
         respond(ex, 200, { ticket: renewed.ticket.ticket, ticketExpiresAt: renewed.ticket.expiresAt })
       )
     })

@@ -25,6 +25,7 @@ import * as Releases from "./releases/Releases.js"
 import * as Rollouts from "./releases/Rollouts.js"
 import { Push } from "./push/Push.js"
 import * as Retention from "./Retention.js"
+import * as SlowHashBudget from "./SlowHashBudget.js"
 import * as TelemetryWriter from "./TelemetryWriter.js"
 import * as Tickets from "./Tickets.js"
 
@@ -64,7 +65,7 @@ export const coreLayerWith = <E, R>(push: Layer.Layer<Push, E, R>) =>
     Layer.provideMerge(DeviceRegistry.layer),
     Layer.provideMerge(Layer.mergeAll(writerLayer, DeviceEventLog.layer, DeviceDirectory.layer, CommandLog.layer, Waker.layer)),
     Layer.provideMerge(push),
-    Layer.provideMerge(Tickets.layer),
+    Layer.provideMerge(Layer.merge(Tickets.layer, SlowHashBudget.layer)),
     Layer.provideMerge(Retention.layer),
     Layer.provideMerge(Database.layer)
   )

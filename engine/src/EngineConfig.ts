@@ -124,6 +124,13 @@ export const engineConfig = Config.all({
     timeCost: int("NEXMDM_ARGON2_PASSWORD_TIME_COST", 3, 1, 20, "argon2id passes for admin passwords"),
     parallelism: int("NEXMDM_ARGON2_PASSWORD_PARALLELISM", 1, 1, 16, "argon2id lanes for admin passwords (1: a login never takes more than one core from the device plane)")
   }),
+  // Admission control for argon2 (SlowHashBudget): what unauthenticated requests may make it cost
+  slowHashAdminMsPerSecond: int("NEXMDM_SLOW_HASH_ADMIN_MS_PER_S", 150, 1, 1000, "argon2 time per second that failed admin-plane checks (logins, password changes) may use, in ms (1000 = a whole core; 150 ~ one failed login per second)"),
+  slowHashDeviceMsPerSecond: int("NEXMDM_SLOW_HASH_DEVICE_MS_PER_S", 150, 1, 1000, "argon2 time per second that failed device-plane checks (enrollment tokens, device secrets) may use, in ms (150 ~ six per second at the default device cost)"),
+  slowHashQueue: int("NEXMDM_SLOW_HASH_QUEUE", 32, 0, 10000, "Checks that may wait for their turn in each plane's argon2 lane before the next is refused with 429"),
+  slowHashMaxWait: millis("NEXMDM_SLOW_HASH_MAX_WAIT_MS", 2000, 0, 60000, "Longest wait for a turn in an argon2 lane; a check that would wait longer is refused with 429 at once"),
+  slowHashFailuresPerIpPerMinute: int("NEXMDM_SLOW_HASH_FAILURES_PER_IP_PER_MIN", 5, 1, 10_000_000, "Failed password or secret checks per minute per source IP and plane (also the burst) before 429"),
+  slowHashFailuresPerTargetPerMinute: int("NEXMDM_SLOW_HASH_FAILURES_PER_TARGET_PER_MIN", 10, 1, 10_000_000, "Failed checks per minute (also the burst) per account, enrollment token or device before 429"),
   ownerEmail: Config.option(Config.string("NEXMDM_OWNER_EMAIL")).pipe(
     Config.withDescription("With NEXMDM_OWNER_PASSWORD: creates this owner at start-up when no admin user exists yet")
   ),

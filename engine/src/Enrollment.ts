@@ -7,6 +7,11 @@
  * for a hardware id already known, keeps its id and history and replaces its credentials: the
  * credential generation goes up, so every older ticket stops working) and returns the device
  * secret and HMAC key once, with a first session ticket.
+ *
+ * argon2 goes through `SlowHashBudget` (device lane): checking a token's or a device's secret is
+ * admitted per enrollment token id / device id (and per client IP when the caller passes it)
+ * before the row is even read, so unknown and known ids are limited alike; hashing a new device
+ * secret or token is trusted work (it follows a success or an admin's request).
  */
 import { SqlClient, SqlError } from "@effect/sql"
 import type { EnrollRequest, TicketRequest } from "@nexmdm/protocol"
@@ -14,6 +19,7 @@ import { Context, Data, Duration, Effect, Layer } from "effect"
 import { randomBytes } from "node:crypto"
 import { EngineConfig } from "./EngineConfig.js"
 import { hashSecret, HashingError, randomId, randomSecret, verifySecret } from "./Secrets.js"
+import { ipSource, SlowHashBudget, type SlowHashRefused, type Source } from "./SlowHashBudget.js"
 import { type IssuedTicket, Tickets } from "./Tickets.js"
 
 export class EnrollmentRejected extends Data.TaggedError("EnrollmentRejected")<{
@@ -57,7 +63,13 @@ export interface RenewedTicket {
   readonly ticket: IssuedTicket
 }
 
-type Failure = EnrollmentRejected | SqlError.SqlError | HashingError
+/** Where a device-plane request came from (its IP as the device plane determines it), when known. */
+export interface DeviceClient {
+  readonly ip: string | null
+}
+
+/** `SlowHashRefused`: too many failed checks for this token, device or address, or the device lane's argon2 budget is spent (429). */
+type Failure = EnrollmentRejected | SlowHashRefused | SqlError.SqlError | HashingError
 
 export class Enrollment extends Context.Tag("@nexmdm/engine/Enrollment")<
   Enrollment,
@@ -72,8 +84,8 @@ export class Enrollment extends Context.Tag("@nexmdm/engine/Enrollment")<
     readonly listTokens: Effect.Effect<ReadonlyArray<TokenInfo>, SqlError.SqlError>
     /** False when no such token exists or it was already revoked. */
     readonly revokeToken: (id: string) => Effect.Effect<boolean, SqlError.SqlError>
-    readonly enroll: (request: EnrollRequest) => Effect.Effect<Enrolled, Failure>
-    readonly renewTicket: (request: TicketRequest) => Effect.Effect<RenewedTicket, Failure>
+    readonly enroll: (request: EnrollRequest, client?: DeviceClient) => Effect.Effect<Enrolled, Failure>
+    readonly renewTicket: (request: TicketRequest, client?: DeviceClient) => Effect.Effect<RenewedTicket, Failure>
   }
 >() {}
 
@@ -85,10 +97,10 @@ export const make = Effect.gen(function* () {
   const config = yield* EngineConfig
   const sql = yield* SqlClient.SqlClient
   const tickets = yield* Tickets
-  // argon2 is CPU-bound on libuv's pool: one at a time keeps a core free for the sockets.
-  const hashing = yield* Effect.makeSemaphore(1)
-  const hash = (secret: string) => hashing.withPermits(1)(hashSecret(secret, config.argon2Device))
-  const verify = (digest: string, secret: string) => hashing.withPermits(1)(verifySecret(digest, secret))
+  const budget = yield* SlowHashBudget
+  // argon2 is CPU-bound on libuv's pool: the budget runs one at a time and rations failed checks.
+  const hash = (secret: string) => budget.trusted("device", hashSecret(secret, config.argon2Device))
+  const sourcesOf = (target: Source, client: DeviceClient | undefined): ReadonlyArray<Source> => [target, ...ipSource(client?.ip)]
 
   const createToken = Effect.fn("Enrollment.createToken")(function* (options: {
     readonly expiresIn: Duration.Duration
@@ -149,10 +161,11 @@ export const make = Effect.gen(function* () {
           ? reject("TOKEN_EXHAUSTED", "enrollment token has no uses left")
           : undefined
 
-  const enroll = Effect.fn("Enrollment.enroll")(function* (request: EnrollRequest) {
+  const enroll = Effect.fn("Enrollment.enroll")(function* (request: EnrollRequest, client?: DeviceClient) {
     const match = tokenShape.exec(request.token)
     if (match === null) return yield* reject("TOKEN_INVALID", "malformed enrollment token")
     const [, tokenId, tokenSecret] = match as unknown as [string, string, string]
+    const admission = yield* budget.admit("device", sourcesOf({ kind: "token", key: tokenId }, client))
     const [token] = yield* sql<{
       secret_hash: string
       expires_at: Date
@@ -160,10 +173,15 @@ export const make = Effect.gen(function* () {
       uses: number
       max_uses: number
     }>`select secret_hash, expires_at, revoked_at, uses, max_uses from enrollment_tokens where id = ${tokenId}`
-    if (token === undefined || !(yield* verify(token.secret_hash, tokenSecret))) {
+    if (token === undefined) {
+      yield* admission.reject
       return yield* reject("TOKEN_INVALID", "unknown enrollment token")
     }
     const problem = tokenProblem(token)
+    const matches = yield* admission.verify(verifySecret(token.secret_hash, tokenSecret), (ok) =>
+      !ok ? "wrong_secret" : problem === undefined ? "accepted" : "refused"
+    )
+    if (!matches) return yield* reject("TOKEN_INVALID", "unknown enrollment token")
     if (problem !== undefined) return yield* problem
 
     const deviceSecret = randomSecret()
@@ -214,13 +232,20 @@ export const make = Effect.gen(function* () {
     }
   })
 
-  const renewTicket = Effect.fn("Enrollment.renewTicket")(function* (request: TicketRequest) {
+  const renewTicket = Effect.fn("Enrollment.renewTicket")(function* (request: TicketRequest, client?: DeviceClient) {
+    const admission = yield* budget.admit("device", sourcesOf({ kind: "device", key: request.deviceId }, client))
     const [device] = yield* sql<{ secret_hash: string; credential_generation: number; retired: boolean }>`
       select secret_hash, credential_generation, retired_at is not null as retired from devices where id = ${request.deviceId}`
-    // Unknown device and wrong secret answer alike, so ids cannot be probed.
-    if (device === undefined || !(yield* verify(device.secret_hash, request.deviceSecret))) {
-      return yield* reject("CREDENTIALS_INVALID", "unknown device or wrong secret")
+    // Unknown device and wrong secret answer alike (and count alike against the limits), so ids cannot be probed.
+    const invalid = reject("CREDENTIALS_INVALID", "unknown device or wrong secret")
+    if (device === undefined) {
+      yield* admission.reject
+      return yield* invalid
     }
+    const matches = yield* admission.verify(verifySecret(device.secret_hash, request.deviceSecret), (ok) =>
+      !ok ? "wrong_secret" : device.retired ? "refused" : "accepted"
+    )
+    if (!matches) return yield* invalid
     if (device.retired) return yield* reject("DEVICE_RETIRED", "this device was retired: enrol it again")
     return {
       deviceId: request.deviceId,

@@ -1,7 +1,8 @@
 /**
  * Random identifiers and secrets, and argon2id hashing of the secrets that must be stored.
- * argon2 costs tens of milliseconds of CPU, so it runs only on enrollment and ticket renewal,
- * never on the heartbeat or reconnect path.
+ * argon2 costs tens to hundreds of milliseconds of CPU, so it runs only on enrollment, ticket
+ * renewal and admin passwords, never on the heartbeat or reconnect path; callers in the engine
+ * run these through `SlowHashBudget` (one at a time, failed checks rationed), never directly.
  */
 import argon2 from "argon2"
 import { Data, Effect } from "effect"

@@ -22,6 +22,7 @@ import { Role } from "./admin/Principal.js"
 import * as Database from "./Database.js"
 import { EngineConfig } from "./EngineConfig.js"
 import * as Enrollment from "./Enrollment.js"
+import * as SlowHashBudget from "./SlowHashBudget.js"
 import * as Tickets from "./Tickets.js"
 import { generateScript, type ScriptPlatform, scriptPlatforms, UnsafeScriptValue } from "./provisioning/EnrollmentScripts.js"
 import { ServerUrl } from "./provisioning/ProvisioningGroup.js"
@@ -229,7 +230,9 @@ const program = Effect.gen(function* () {
   if (values.help || command === undefined || command === "help") return yield* Console.log(usage)
   const withDatabase = <A, E>(effect: Effect.Effect<A, E, Enrollment.Enrollment>) =>
     effect.pipe(
-      Effect.provide(Enrollment.layer.pipe(Layer.provide(Tickets.layer), Layer.provideMerge(Database.layer), Layer.provide(EngineConfig.layer)))
+      Effect.provide(
+        Enrollment.layer.pipe(Layer.provide(Layer.merge(Tickets.layer, SlowHashBudget.layer)), Layer.provideMerge(Database.layer), Layer.provide(EngineConfig.layer))
+      )
     )
   switch (`${command} ${sub ?? ""}`.trim()) {
     case "migrate":
@@ -243,7 +246,7 @@ const program = Effect.gen(function* () {
     case "users create": {
       const checked = yield* userOptions({ email: values.email, role: values.owner ? "owner" : values.role, passwordStdin: values["password-stdin"] })
       const accounts = Accounts.layer.pipe(
-        Layer.provide(Layer.mergeAll(Audit.layer, AccessTokens.layer, noMail)),
+        Layer.provide(Layer.mergeAll(Audit.layer, AccessTokens.layer, noMail, SlowHashBudget.layer)),
         Layer.provideMerge(Database.layer),
         Layer.provide(EngineConfig.layer)
       )

@@ -2,12 +2,15 @@
  * People of the admin plane: users, passwords, sessions, password resets.
  *
  * - Passwords are argon2id hashes (NEXMDM_ARGON2_PASSWORD_*, default m=64 MiB, t=3, p=1: ~150 ms
- *   of one core on this hardware). One hash runs at a time and uses one lane, so a flood of logins
- *   takes at most one core: with p=4 each verify took both cores of a 2-core machine (for the same
- *   wall time, since the lanes hardly overlap under load) and stalled heartbeat acks behind it.
- *   A login for an unknown email verifies against a dummy hash of the same cost, so the answer
- *   takes as long as for a wrong password. Hashes made with older parameters are redone at the
- *   next successful login.
+ *   of one core on this hardware), one lane each: with p=4 each verify took both cores of a 2-core
+ *   machine (for the same wall time, since the lanes hardly overlap under load) and stalled
+ *   heartbeat acks behind it. Every hash goes through `SlowHashBudget` (admin lane): one at a time
+ *   in the engine, and a password check (login, password change) is first admitted per client IP
+ *   and per account email, then paced by the lane's budget for failed checks; a refusal is a 429
+ *   `TooManyRequests` (RATE_LIMITED, with the delay) answered before any hashing or query.
+ *   A login for an unknown email is limited and verified like any other, against a dummy hash of
+ *   the same cost, so neither the answer nor its timing tells whether the account exists. Hashes
+ *   made with older parameters are redone at the next successful login.
  * - A session is an access token (JWT, `AccessTokens`) plus a refresh token. A refresh token is
  *   single-use: refreshing revokes it and issues the next one of the same family; presenting a
  *   revoked one again (a stolen copy, or the thief's after the owner refreshed) revokes the whole
@@ -26,8 +29,9 @@ import { Context, Duration, Effect, FiberSet, Layer, Option, Redacted, Schedule,
 import { createHash } from "node:crypto"
 import { EngineConfig } from "../EngineConfig.js"
 import { hashSecret, HashingError, randomId, randomSecret, verifySecret } from "../Secrets.js"
+import { ipSource, SlowHashBudget, type SlowHashRefused, type Source } from "../SlowHashBudget.js"
 import { AccessTokens } from "./AccessTokens.js"
-import { Conflict, Forbidden, NotFound, Unauthorized, ValidationError } from "./AdminErrors.js"
+import { Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized, ValidationError } from "./AdminErrors.js"
 import { AdminUser, Email, NewPassword, Session } from "./AdminModel.js"
 import { type Actor, Audit, type AuditContext, systemActor } from "./Audit.js"
 import { Mailer } from "./Mailer.js"
@@ -72,20 +76,21 @@ export class Accounts extends Context.Tag("@nexmdm/engine/admin/Accounts")<
       disabled: boolean,
       context: AuditContext
     ) => Effect.Effect<AdminUser, NotFound | Conflict | SqlError.SqlError>
+    /** TooManyRequests: too many failed logins from this address or for this account, or too many password checks at once. */
     readonly login: (
       credentials: { readonly email: string; readonly password: Redacted.Redacted<string> },
       client: ClientMeta
-    ) => Effect.Effect<Session, Unauthorized | Failure>
+    ) => Effect.Effect<Session, Unauthorized | TooManyRequests | Failure>
     /** Rotates the refresh token. */
     readonly refresh: (refreshToken: Redacted.Redacted<string>, client: ClientMeta) => Effect.Effect<Session, Unauthorized | SqlError.SqlError>
     /** Revokes the token's family (its login session); unknown tokens are ignored. */
     readonly logout: (refreshToken: Redacted.Redacted<string>, client: ClientMeta) => Effect.Effect<void, SqlError.SqlError>
-    /** Needs the current password; revokes every other session and returns a fresh one. */
+    /** Needs the current password (checked under the same limits as a login); revokes every other session and returns a fresh one. */
     readonly changePassword: (
       id: UserId,
       passwords: { readonly current: Redacted.Redacted<string>; readonly next: Redacted.Redacted<string> },
       client: ClientMeta
-    ) => Effect.Effect<Session, Forbidden | Unauthorized | ValidationError | Failure>
+    ) => Effect.Effect<Session, Forbidden | Unauthorized | TooManyRequests | ValidationError | Failure>
     /** Always succeeds at once; the mail (if the account exists and is enabled) goes out in the background. */
     readonly requestPasswordReset: (email: string, client: ClientMeta) => Effect.Effect<void>
     /** Single use; revokes every session of the user. */
@@ -135,6 +140,21 @@ const decodeNewPassword = Schema.decodeUnknownEither(NewPassword)
 
 const userActor = (row: { id: string; email: string }): Actor => ({ kind: "user", id: row.id, label: row.email })
 
+/** The budget's refusal as the admin API answers it (429 with the delay; the handler adds Retry-After). */
+const tooManyRequests = (refused: SlowHashRefused) => {
+  const seconds = Math.max(1, Math.ceil(refused.retryAfterMs / 1000))
+  return new TooManyRequests({
+    message:
+      refused.reason === "budget"
+        ? `too many password checks right now: retry in ${seconds} s`
+        : `too many failed attempts from this address or for this account: retry in ${seconds} s`,
+    retryAfterSeconds: seconds
+  })
+}
+
+/** What a password check counts against: the client's address and the account (by email, known or not). */
+const passwordSources = (email: string, client: ClientMeta): ReadonlyArray<Source> => [...ipSource(client.ip), { kind: "account", key: email }]
+
 /** An unknown login: the attempted email is kept only if it looks like one (not a mistyped password). */
 const unknownActor = (email: string): Actor => ({ kind: "user", id: null, label: /^[^\s@]{1,64}@[^\s@]{1,190}$/.test(email) ? email : null })
 
@@ -147,17 +167,40 @@ export const make = Effect.gen(function* () {
   const audit = yield* Audit
   const accessTokens = yield* AccessTokens
   const mailer = yield* Mailer
+  const budget = yield* SlowHashBudget
   const background = yield* FiberSet.make()
   const params = config.argon2Password
   const refreshTtlMs = Duration.toMillis(config.refreshTokenTtl)
   const resetTtlMs = Duration.toMillis(config.passwordResetTtl)
 
-  // One argon2 at a time (each uses `parallelism` threads of libuv's pool).
-  const hashing = yield* Effect.makeSemaphore(1)
-  const hashPassword = (password: Redacted.Redacted<string>) => hashing.withPermits(1)(hashSecret(Redacted.value(password), params))
-  const verifyPassword = (hash: string, password: Redacted.Redacted<string>) =>
-    hashing.withPermits(1)(verifySecret(hash, Redacted.value(password)))
-  const dummyHash = yield* hashSecret(randomSecret(), params)
+  // Hashing a new password follows a success (or an admin's request): trusted work, one at a time.
+  const hashPassword = (password: Redacted.Redacted<string>) => budget.trusted("admin", hashSecret(Redacted.value(password), params))
+  const dummyHash = yield* budget.trusted("admin", hashSecret(randomSecret(), params))
+  /**
+   * A password check for a caller not yet proved: admitted per address and account before `lookup`
+   * (the query) runs, then verified in the admin lane. `accepted` says whether a right password
+   * lets the request go on (a disabled account: no, which the budget charges like a failure).
+   */
+  const checkPassword = <Row, E>(
+    email: string,
+    client: ClientMeta,
+    lookup: Effect.Effect<Row, E>,
+    hashOf: (row: Row) => string | undefined,
+    password: Redacted.Redacted<string>,
+    accepted: (row: Row) => boolean
+  ) =>
+    Effect.gen(function* () {
+      const admission = yield* Effect.mapError(budget.admit("admin", passwordSources(email, client)), tooManyRequests)
+      const row = yield* lookup
+      const hash = hashOf(row)
+      // Verify even when there is no such user, against a hash of the same cost.
+      const matches = yield* admission
+        .verify(verifySecret(hash ?? dummyHash, Redacted.value(password)), (ok) =>
+          !ok || hash === undefined ? "wrong_secret" : accepted(row) ? "accepted" : "refused"
+        )
+        .pipe(Effect.mapError(tooManyRequests))
+      return { row, matches: matches && hash !== undefined }
+    })
 
   // ------------------------------------------------------------------------------------------
   // In-memory session state (loaded now, updated after every change this process commits and at
@@ -302,9 +345,14 @@ export const make = Effect.gen(function* () {
     client: ClientMeta
   ) {
     const email = normalizeEmail(credentials.email).slice(0, 254)
-    const [user] = yield* sql<UserRow>`select ${sql.literal(userColumns)} from admin_users where email = ${email}`
-    // Verify even when there is no such user, against a hash of the same cost.
-    const matches = yield* verifyPassword(user?.password_hash ?? dummyHash, credentials.password)
+    const { row: user, matches } = yield* checkPassword(
+      email,
+      client,
+      Effect.map(sql<UserRow>`select ${sql.literal(userColumns)} from admin_users where email = ${email}`, (rows) => rows[0]),
+      (row) => row?.password_hash,
+      credentials.password,
+      (row) => row?.disabled_at === null
+    )
     const context = { actor: user === undefined ? unknownActor(email) : userActor(user), sourceIp: client.ip }
     const refuse = (error: Unauthorized) =>
       Effect.zipRight(
@@ -411,7 +459,8 @@ export const make = Effect.gen(function* () {
       Effect.catchTag("NotFound", () => Effect.fail(new Unauthorized({ code: "SESSION_REVOKED", message: "unknown user" })))
     )
     const context = { actor: userActor(user), sourceIp: client.ip }
-    if (!(yield* verifyPassword(user.password_hash, passwords.current))) {
+    const { matches } = yield* checkPassword(user.email, client, Effect.succeed(user), (row) => row.password_hash, passwords.current, () => true)
+    if (!matches) {
       yield* audit.record({ ...context, action: "user.password_change", target: { kind: "user", id }, outcome: "failure", detail: { code: "WRONG_PASSWORD" } })
       return yield* new Forbidden({ code: "WRONG_PASSWORD", message: "the current password is wrong" })
     }

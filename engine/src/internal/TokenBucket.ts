@@ -43,6 +43,20 @@ export class KeyedLimiter {
     return take(bucket, this.policy, now)
   }
 
+  /** Like `take` but takes nothing: 0 when a token is there, else milliseconds until one is. */
+  peek(key: string, now: number): number {
+    const bucket = this.buckets.get(key)
+    if (bucket === undefined) return 0
+    const tokens = Math.min(this.policy.capacity, bucket.tokens + ((now - bucket.updatedAt) / 1000) * this.policy.ratePerSecond)
+    return tokens >= 1 ? 0 : Math.ceil(((1 - tokens) / this.policy.ratePerSecond) * 1000)
+  }
+
+  /** True when `key` has no bucket or a full one: nothing taken from it lately. */
+  untouched(key: string, now: number): boolean {
+    const bucket = this.buckets.get(key)
+    return bucket === undefined || bucket.tokens + ((now - bucket.updatedAt) / 1000) * this.policy.ratePerSecond >= this.policy.capacity
+  }
+
   /** Drops buckets that have refilled completely (they hold no state worth keeping). */
   prune(now: number): void {
     const fullAfterMs = (this.policy.capacity / this.policy.ratePerSecond) * 1000

@@ -4,7 +4,7 @@ import { Effect } from "effect"
 import { Accounts } from "../Accounts.js"
 import { Forbidden, Unauthorized } from "../AdminErrors.js"
 import { AdminApi } from "../AdminApi.js"
-import { clientMeta, orInternal } from "../internal/handlers.js"
+import { clientMeta, orInternal, withRetryAfter } from "../internal/handlers.js"
 import { CurrentPrincipal } from "../Principal.js"
 
 export const MeGroupLive = HttpApiBuilder.group(AdminApi, "me", (handlers) =>
@@ -27,7 +27,7 @@ export const MeGroupLive = HttpApiBuilder.group(AdminApi, "me", (handlers) =>
           if (principal.kind !== "user") return yield* new Forbidden({ code: "USERS_ONLY", message: "API keys have no password" })
           const client = yield* clientMeta
           return yield* accounts.changePassword(principal.id, { current: payload.currentPassword, next: payload.newPassword }, client)
-        }).pipe(orInternal)
+        }).pipe(orInternal, withRetryAfter)
       )
   })
 )

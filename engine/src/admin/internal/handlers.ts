@@ -2,11 +2,12 @@
  * Small helpers shared by the admin API's handlers: who is acting (for the audit log), where the
  * request came from, and turning infrastructure failures into a logged `InternalError`.
  */
+import { HttpApp, HttpServerResponse } from "@effect/platform"
 import type { SqlError } from "@effect/sql"
 import { Effect } from "effect"
 import type { HashingError } from "../../Secrets.js"
 import type { ClientMeta } from "../Accounts.js"
-import { type InternalError, internalError } from "../AdminErrors.js"
+import { type InternalError, internalError, TooManyRequests } from "../AdminErrors.js"
 import { actorOf, Audit, type AuditContext, type AuditEvent, describeFailure } from "../Audit.js"
 import { ClientInfo } from "../api/Middleware.js"
 import { CurrentPrincipal } from "../Principal.js"
@@ -53,3 +54,16 @@ export const guarded = <E, R>(check: Effect.Effect<void, E, R>, event: AuditEven
       )
     )
   })
+
+/**
+ * A 429 from a service (the argon2 budget behind login and password change, see SlowHashBudget)
+ * also gets the `Retry-After` header, like the RateLimit middleware's.
+ */
+export const withRetryAfter = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.tapError(effect, (error) =>
+    error instanceof TooManyRequests
+      ? HttpApp.appendPreResponseHandler((_, response) =>
+          Effect.succeed(HttpServerResponse.setHeader(response, "retry-after", String(error.retryAfterSeconds)))
+        )
+      : Effect.void
+  )
