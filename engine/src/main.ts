@@ -4,6 +4,7 @@
  */
 // First: V8 settings must be in place before the engine allocates (see the module).
 import "./internal/RuntimeTuning.js"
+import { lowerThreadPoolPriority } from "./internal/ThreadPoolPriority.js"
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer, Logger, Option } from "effect"
 import { AdminServer } from "./AdminServer.js"
@@ -26,6 +27,11 @@ const announce = Effect.gen(function* () {
       database: `${database.kind}: ${database.location}`,
       demoDevices: config.demoDevices
     })
+  )
+  // argon2 runs on libuv's pool: at low priority it cannot crowd out the heartbeat path.
+  const pool = yield* Effect.promise(() => lowerThreadPoolPriority())
+  yield* (pool.threads > 0 ? Effect.logDebug("thread pool at low priority") : Effect.logDebug("thread pool priority unchanged")).pipe(
+    Effect.annotateLogs({ nice: pool.nice, threads: pool.threads })
   )
   if (database.kind === "embedded") {
     yield* Effect.logWarning(
