@@ -260,7 +260,7 @@ const program = Effect.gen(function* () {
         channel: values.channel,
         tokenStdin: values["token-stdin"]
       })
-      const provisioning = Layer.mergeAll(ProvisioningStore.layer, Releases.layer).pipe(Layer.provideMerge(Database.layer), Layer.provideMerge(EngineConfig.layer))
+      const provisioning = Layer.mergeAll(ProvisioningStore.layer, Releases.layer).pipe(Layer.provide(SlowHashBudget.layer), Layer.provideMerge(Database.layer), Layer.provideMerge(EngineConfig.layer))
       return yield* tokensScript({ ...checked, output: values.output }).pipe(Effect.provide(provisioning))
     }
     case "tokens revoke":

@@ -3,7 +3,7 @@
  * `serial` of EnrollRequest that lets a script recognise its device (protocol/vectors/enroll-requests.json).
  */
 import { EnrollRequest } from "@nexmdm/protocol"
-import { Effect, Either, Schema } from "effect"
+import { Effect, Either, Option, Schema } from "effect"
 import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -109,6 +109,30 @@ describe("provisioning endpoints of the device plane", () => {
     }
     const get = await fetch(`${engine.url}/v1/provisioning/status`)
     expect(get.status).toBe(405)
+  })
+
+  it("wrong token secrets count against the address like any secret check: after five, 429 without argon2; another address still gets in", async () => {
+    // Its own engine, behind a trusted proxy header: each request names its address.
+    const { database: ownDatabase, release } = await openDatabase()
+    const own = await startEngine(ownDatabase, { trustedProxyHeader: Option.some("x-forwarded-for") })
+    try {
+      const token = await createToken(own, 1)
+      const wrong = `${token.id}.${"C".repeat(43)}`
+      const ask = (tokenText: string, address: string) =>
+        postJson(`${own.url}/v1/provisioning/status`, { token: tokenText, serials: [] }, { "x-forwarded-for": address })
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const answer = await ask(wrong, "198.51.100.20")
+        expect(answer.status, JSON.stringify(answer.body)).toBe(401)
+      }
+      const refused = await ask(token.token, "198.51.100.20")
+      expect(refused.status).toBe(429)
+      expect(refused.body.error.code).toBe("RATE_LIMITED")
+      expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1)
+      expect((await ask(token.token, "198.51.100.21")).status).toBe(200)
+    } finally {
+      await own.dispose()
+      await release()
+    }
   })
 
   it("rate-limits per source address (429 with Retry-After) without touching the enrollment limit", async () => {

@@ -28,7 +28,11 @@ export const prepare = Effect.fn("Provisioning.prepare")(function* (tokenId: str
   const store = yield* ProvisioningStore
   const releases = yield* Releases
   const config = yield* EngineConfig
-  const status = yield* store.authenticate(request.token).pipe(Effect.catchTag("ProvisioningTokenRejected", () => Effect.succeed(undefined)))
+  // Without a client address the check is never refused (an admin or the CLI asked).
+  const status = yield* store.authenticate(request.token).pipe(
+    Effect.catchTag("ProvisioningTokenRejected", () => Effect.succeed(undefined)),
+    Effect.catchTag("SlowHashRefused", (refused) => Effect.die(refused))
+  )
   if (status === undefined || status.id !== tokenId) {
     return yield* new ProvisioningConflict({ code: "TOKEN_MISMATCH", message: `this is not the token of ${tokenId} (give the whole token shown at creation)` })
   }

@@ -17,6 +17,7 @@ import { describeParseError } from "@nexmdm/protocol"
 import { Duration, Effect, Either, FiberSet, Schedule, Schema } from "effect"
 import { exchange, type Exchange, readBody, respond, respondError } from "../internal/HttpIo.js"
 import { KeyedLimiter } from "../internal/TokenBucket.js"
+import { SlowHashRefused } from "../SlowHashBudget.js"
 import type { HttpRequest, HttpResponse, TemplatedApp } from "../internal/Uws.js"
 import { ProvisioningReportRequest, ProvisioningStatusRequest, REPORTS_PATH, STATUS_PATH } from "./ProvisioningModel.js"
 import { ProvisioningStore, ProvisioningTokenRejected } from "./ProvisioningStore.js"
@@ -49,6 +50,7 @@ export const register = (app: TemplatedApp, clientIp: (res: HttpResponse, req: H
               Effect.gen(function* () {
                 const failure = cause._tag === "Fail" ? cause.error : undefined
                 if (failure instanceof ProvisioningTokenRejected) return respondError(ex, 401, failure.code, failure.message)
+                if (failure instanceof SlowHashRefused) return respondError(ex, 429, "RATE_LIMITED", failure.message, failure.retryAfterMs)
                 if (failure !== undefined && failure._tag === "SqlError") {
                   yield* Effect.logWarning("database unavailable for a provisioning request").pipe(Effect.annotateLogs({ module: "ProvisioningRoutes", route }))
                   return respondError(ex, 503, "INTERNAL", "database unavailable: retry later", 5000)
@@ -76,19 +78,19 @@ export const register = (app: TemplatedApp, clientIp: (res: HttpResponse, req: H
         answer(
           ex,
           "reports",
-          Effect.flatMap(store.authenticate(token), (status) => store.recordReport(status.id, { ...report, sourceIp: ip })),
+          Effect.flatMap(store.authenticate(token, { ip }), (status) => store.recordReport(status.id, { ...report, sourceIp: ip })),
           () => respond(ex, 201, { recorded: true })
         )
       })
     )
     app.post(STATUS_PATH, (res, req) =>
-      accept(res, req, (ex, text) => {
+      accept(res, req, (ex, text, ip) => {
         const request = decodeStatus(text)
         if (Either.isLeft(request)) return respondError(ex, 400, "BAD_REQUEST", request.left)
         answer(
           ex,
           "status",
-          Effect.flatMap(store.authenticate(request.right.token), (status) =>
+          Effect.flatMap(store.authenticate(request.right.token, { ip }), (status) =>
             Effect.map(store.enrolledSerials(status.id, request.right.serials), (enrolled) => ({ status, enrolled }))
           ),
           ({ enrolled, status }) =>

@@ -11,6 +11,7 @@ import { SqlClient, type SqlError } from "@effect/sql"
 import { Context, Data, Effect, Layer } from "effect"
 import { createHash } from "node:crypto"
 import { type HashingError, verifySecret } from "../Secrets.js"
+import { ipSource, SlowHashBudget, type SlowHashRefused } from "../SlowHashBudget.js"
 import {
   type DeviceFacts,
   type EnrolledSerial,
@@ -38,8 +39,16 @@ export interface NewReport {
 export class ProvisioningStore extends Context.Tag("@nexmdm/engine/ProvisioningStore")<
   ProvisioningStore,
   {
-    /** The token's status when `token` is a genuine enrollment token (in any state), else TOKEN_INVALID. */
-    readonly authenticate: (token: string) => Effect.Effect<TokenStatus, ProvisioningTokenRejected | SqlError.SqlError | HashingError>
+    /**
+     * The token's status when `token` is a genuine enrollment token (in any state), else TOKEN_INVALID.
+     * With `client` (the device plane: anyone may call) the secret check goes through the device
+     * lane of SlowHashBudget and may be refused; without it (an admin or the CLI, already
+     * authenticated) it only waits for its turn.
+     */
+    readonly authenticate: (
+      token: string,
+      client?: { readonly ip: string }
+    ) => Effect.Effect<TokenStatus, ProvisioningTokenRejected | SqlError.SqlError | HashingError | SlowHashRefused>
     readonly recordReport: (tokenId: string, report: NewReport) => Effect.Effect<void, SqlError.SqlError>
     /** Newest first. */
     readonly listReports: (tokenId: string, limit: number) => Effect.Effect<ReadonlyArray<ProvisioningReport>, SqlError.SqlError>
@@ -57,12 +66,12 @@ export const stateOf = (row: { readonly revokedAt: Date | null; readonly expires
 
 export const make = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
-  const hashing = yield* Effect.makeSemaphore(1)
+  const budget = yield* SlowHashBudget
   /** sha256(token) -> when its verification stops counting. */
   const verified = new Map<string, number>()
   const invalid = () => new ProvisioningTokenRejected({ code: "TOKEN_INVALID", message: "unknown enrollment token" })
 
-  const authenticate = Effect.fn("ProvisioningStore.authenticate")(function* (token: string) {
+  const authenticate = Effect.fn("ProvisioningStore.authenticate")(function* (token: string, client?: { readonly ip: string }) {
     const match = tokenShape.exec(token)
     if (match === null) return yield* invalid()
     const [, tokenId, secret] = match as unknown as [string, string, string]
@@ -74,11 +83,23 @@ export const make = Effect.gen(function* () {
       expires_at: Date
       revoked_at: Date | null
     }>`select secret_hash, label, max_uses, uses, expires_at, revoked_at from enrollment_tokens where id = ${tokenId}`
-    if (row === undefined) return yield* invalid()
+    // Device-plane callers are admitted by the budget only when argon2 is due: a script polling with
+    // a token verified lately is answered from `verified` and never waits behind an attack.
+    const sources = client === undefined ? undefined : [{ kind: "token" as const, key: tokenId }, ...ipSource(client.ip)]
+    if (row === undefined) {
+      if (sources !== undefined) yield* Effect.flatMap(budget.admit("device", sources), (admission) => admission.reject)
+      return yield* invalid()
+    }
     const key = createHash("sha256").update(token).digest("base64url")
     const now = Date.now()
     if ((verified.get(key) ?? 0) <= now) {
-      const ok = yield* hashing.withPermits(1)(verifySecret(row.secret_hash, secret))
+      const check = verifySecret(row.secret_hash, secret)
+      const ok =
+        sources === undefined
+          ? yield* budget.trusted("device", check)
+          : yield* Effect.flatMap(budget.admit("device", sources), (admission) =>
+              admission.verify(check, (matches) => (matches ? "accepted" : "wrong_secret"))
+            )
       if (!ok) return yield* invalid()
       if (verified.size >= MAX_REMEMBERED) {
         for (const [k, until] of verified) if (until <= now) verified.delete(k)
