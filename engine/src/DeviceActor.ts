@@ -406,27 +406,8 @@ const acceptHeartbeat = (
     if (sample.agentVersion !== heartbeat.agentVersion) sample.agentVersion = heartbeat.agentVersion
   }
   // The row dies as soon as the write buffer copied it (TelemetryWriter stores batches as
-  // columns); its strings are the sample's long-lived copies, not this frame's.
-  const row: HeartbeatRow = {
-    deviceId: state.deviceId,
-    seq: heartbeat.seq,
-    recordedAt,
-    deviceTs: heartbeat.ts,
-    batteryPct: heartbeat.batteryPct,
-    charging: heartbeat.charging,
-    memFreeMb: heartbeat.memFreeMb,
-    memTotalMb: heartbeat.memTotalMb,
-    storageFreeMb: heartbeat.storageFreeMb,
-    network: sample.network,
-    signalDbm: heartbeat.signalDbm,
-    foregroundApp: sample.foregroundApp,
-    agentVersion: sample.agentVersion,
-    uptimeS: heartbeat.uptimeS,
-    intervalS: heartbeat.intervalS,
-    wakeups: heartbeat.wakeups,
-    txBytes: heartbeat.txBytes,
-    reconnects: heartbeat.reconnects
-  }
+  // columns); taken from the sample, its strings are the long-lived copies, not this frame's.
+  const row: HeartbeatRow = { deviceId: state.deviceId, ...sample }
   effects.push({ _tag: "Write", row }, { _tag: "HeartbeatCounted", outcome: "accepted" }, { _tag: "Changed" })
   if (next.presence !== "connected") {
     const reason =

@@ -4,11 +4,12 @@
  * device's latest view. Flushes are run by hand (the broadcaster's own period is an hour here).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Option, PubSub, Scope, Stream } from "effect"
+import { Effect, Exit, Fiber, PubSub, Scope } from "effect"
 import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
 import * as FleetBroadcaster from "../src/admin/internal/FleetBroadcaster.js"
-import { DeviceRegistry, type DeviceView } from "../src/DeviceRegistry.js"
+import type { DeviceView } from "../src/DeviceRegistry.js"
+import { fakeRegistry } from "./support/LiveServer.js"
 
 setFlagsFromString("--expose-gc")
 const gc = runInNewContext("gc") as () => void
@@ -35,18 +36,7 @@ const setup = (devices: number) =>
     const pubsub = yield* PubSub.unbounded<DeviceView>()
     const latest = new Map<string, DeviceView>()
     for (let i = 0; i < devices; i++) latest.set(`dev_${i}`, viewOf(i, 0))
-    const registry = DeviceRegistry.of({
-      tell: () => "queued",
-      view: (id) => Option.fromNullable(latest.get(id)),
-      snapshot: () => [...latest.values()],
-      forEachState: () => undefined,
-      changes: Stream.fromPubSub(pubsub),
-      watch: () => Stream.never,
-      subscribe: PubSub.subscribe(pubsub),
-      counts: () => ({ actors: latest.size, ws: 0, http: 0 }),
-      sweep: Effect.void,
-      closeAll: () => Effect.void
-    })
+    const registry = fakeRegistry(latest, pubsub)
     let renders = 0
     const broadcaster = yield* FleetBroadcaster.make<Rendered>({
       registry,

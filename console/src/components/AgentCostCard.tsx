@@ -4,38 +4,9 @@
  * kilobytes per bucket. Older agents report none of it: the card says so instead.
  */
 import { Show } from "solid-js"
-import type { HeartbeatSeries } from "../lib/model"
+import type { AgentCost, AgentCostFields, HeartbeatSeries } from "../lib/model"
 import { Chart } from "./Chart"
-import { Card } from "./ui/Bits"
-
-/** The agent's cost fields of a bucket (sums) or point; absent where the agent sent none. */
-export interface AgentCostFields {
-  readonly intervalS?: number
-  readonly wakeups?: number
-  readonly txBytes?: number
-  readonly reconnects?: number
-}
-
-/** The range's summary (the heartbeat series' `agentCost`). */
-export interface AgentCost {
-  /** From the device's latest heartbeat; null when it had none. */
-  readonly intervalS: number | null
-  readonly samples: number
-  readonly wakeups: number | null
-  readonly txBytes: number | null
-  readonly reconnects: number | null
-  /** Hours the sums cover. */
-  readonly hours: number
-  readonly wakeupsPerHour: number | null
-  readonly txBytesPerHour: number | null
-}
-
-/** The heartbeat series with what the engine adds for the agent's cost (absent for older agents). */
-export type SeriesWithCost = HeartbeatSeries & {
-  readonly agentCost?: AgentCost
-  readonly points: ReadonlyArray<HeartbeatSeries["points"][number] & AgentCostFields>
-  readonly buckets: ReadonlyArray<HeartbeatSeries["buckets"][number] & AgentCostFields>
-}
+import { Card, Stat } from "./ui/Bits"
 
 export interface CostColumns {
   readonly time: Array<number>
@@ -44,7 +15,7 @@ export interface CostColumns {
 }
 
 /** Wake-ups and kilobytes per bucket (or point) as uPlot columns; null where the agent sent none. */
-export const costColumns = (series: SeriesWithCost | undefined): CostColumns => {
+export const costColumns = (series: HeartbeatSeries | undefined): CostColumns => {
   const columns: CostColumns = { time: [], wakeups: [], kilobytes: [] }
   if (series === undefined) return columns
   const rows: ReadonlyArray<AgentCostFields & { readonly at: string }> =
@@ -71,17 +42,6 @@ const kilobytesPerHour = (bytes: number | null): string => {
   return kb >= 1024 ? perHour(kb / 1024, " MB") : perHour(kb, " KB")
 }
 
-function Figure(props: { readonly label: string; readonly value: string; readonly testid: string }) {
-  return (
-    <div>
-      <dt class="text-xs text-slate-500 dark:text-slate-400">{props.label}</dt>
-      <dd class="font-medium tabular-nums" data-testid={props.testid}>
-        {props.value}
-      </dd>
-    </div>
-  )
-}
-
 export function AgentCostCard(props: {
   /** The series' summary; undefined when the agent reports no cost. */
   readonly cost: AgentCost | undefined
@@ -106,10 +66,10 @@ export function AgentCostCard(props: {
             <div class="grid gap-4 md:grid-cols-3">
               <div>
                 <dl class="grid grid-cols-2 gap-3 text-sm">
-                  <Figure label="Heartbeat interval" value={intervalLabel(cost().intervalS)} testid="agent-cost-interval" />
-                  <Figure label="Wake-ups" value={perHour(cost().wakeupsPerHour, "")} testid="agent-cost-wakeups" />
-                  <Figure label="Sent" value={kilobytesPerHour(cost().txBytesPerHour)} testid="agent-cost-sent" />
-                  <Figure label="Reconnects" value={cost().reconnects === null ? "—" : String(cost().reconnects)} testid="agent-cost-reconnects" />
+                  <Stat label="Heartbeat interval" value={intervalLabel(cost().intervalS)} testid="agent-cost-interval" />
+                  <Stat label="Wake-ups" value={perHour(cost().wakeupsPerHour, "")} testid="agent-cost-wakeups" />
+                  <Stat label="Sent" value={kilobytesPerHour(cost().txBytesPerHour)} testid="agent-cost-sent" />
+                  <Stat label="Reconnects" value={cost().reconnects === null ? "—" : String(cost().reconnects)} testid="agent-cost-reconnects" />
                 </dl>
                 <p class="mt-2 text-xs text-slate-500 dark:text-slate-400">
                   {cost().samples === 0

@@ -67,7 +67,29 @@ export interface FleetSummary {
   readonly retired: number
 }
 
-export interface HeartbeatBucket {
+/** The agent's cost (PROTOCOL.md 9.6) in a bucket (sums) or point; absent where the agent sent none. */
+export interface AgentCostFields {
+  readonly intervalS?: number
+  readonly wakeups?: number
+  readonly txBytes?: number
+  readonly reconnects?: number
+}
+
+/** The agent's cost over a heartbeat series' range. */
+export interface AgentCost {
+  /** From the device's latest heartbeat; null when it had none. */
+  readonly intervalS: number | null
+  readonly samples: number
+  readonly wakeups: number | null
+  readonly txBytes: number | null
+  readonly reconnects: number | null
+  /** Hours the sums cover. */
+  readonly hours: number
+  readonly wakeupsPerHour: number | null
+  readonly txBytesPerHour: number | null
+}
+
+export interface HeartbeatBucket extends AgentCostFields {
   readonly bucketStart: string
   readonly samples: number
   readonly batteryPct: number
@@ -76,7 +98,7 @@ export interface HeartbeatBucket {
   readonly signalDbm: number | null
 }
 
-export interface HeartbeatPoint {
+export interface HeartbeatPoint extends AgentCostFields {
   readonly recordedAt: string
   readonly batteryPct: number
   readonly memFreeMb: number
@@ -91,6 +113,8 @@ export interface HeartbeatSeries {
   readonly bucketSeconds: number | null
   readonly points: ReadonlyArray<HeartbeatPoint>
   readonly buckets: ReadonlyArray<HeartbeatBucket>
+  /** Absent when the agent reports no cost (older agents). */
+  readonly agentCost?: AgentCost
 }
 
 export interface DeviceEvent {

@@ -1,6 +1,7 @@
 import { cleanup, render, screen } from "@solidjs/testing-library"
 import { afterEach, describe, expect, it, vi } from "vitest"
-import { AgentCostCard, costColumns, type SeriesWithCost } from "../../src/components/AgentCostCard"
+import { AgentCostCard, costColumns } from "../../src/components/AgentCostCard"
+import type { HeartbeatSeries } from "../../src/lib/model"
 
 // uPlot needs a canvas and ResizeObserver, which jsdom lacks: the chart is a figure with its columns here.
 vi.mock("../../src/components/Chart", () => ({
@@ -21,7 +22,7 @@ const bucket = (minute: number, cost: Record<string, number>) => ({
   ...cost
 })
 
-const series = (agentCost: SeriesWithCost["agentCost"], buckets: SeriesWithCost["buckets"]): SeriesWithCost => ({
+const series = (agentCost: HeartbeatSeries["agentCost"], buckets: HeartbeatSeries["buckets"]): HeartbeatSeries => ({
   from: new Date(Date.UTC(2026, 10, 26, 10, 0)).toISOString(),
   to: new Date(Date.UTC(2026, 10, 26, 11, 0)).toISOString(),
   bucketSeconds: 60,

@@ -16,7 +16,7 @@
 import { SqlClient, type SqlError } from "@effect/sql"
 import { Clock, Context, Duration, Effect, Either, FiberSet, Layer, ParseResult, Schedule, Schema } from "effect"
 import { Mailer } from "../admin/Mailer.js"
-import { DeviceRegistry, type DeviceView } from "../DeviceRegistry.js"
+import { DeviceRegistry } from "../DeviceRegistry.js"
 import { EngineConfig } from "../EngineConfig.js"
 import { randomId } from "../Secrets.js"
 import { TelemetryWriter } from "../TelemetryWriter.js"
@@ -166,7 +166,7 @@ export const make = Effect.gen(function* () {
   const startedAt = yield* Clock.currentTimeMillis
 
   /** Latest known state of every device seen since start. */
-  const devices = new Map<string, Conditions.DeviceSample>()
+  const devices = new Map<string, MutableSample>()
   /** Per rule: keys with an open (or hand-resolved, still holding) alert. Loaded from the table on first use. */
   const firing = new Map<string, Map<string, Conditions.Firing>>()
   let digests: Digest.DigestState = Digest.empty
@@ -415,7 +415,7 @@ export const make = Effect.gen(function* () {
    */
   const refreshSamples = () =>
     registry.forEachState((state) => {
-      const sample = devices.get(state.deviceId) as MutableSample | undefined
+      const sample = devices.get(state.deviceId)
       const batteryPct = state.lastHeartbeat?.batteryPct
       const charging = state.lastHeartbeat?.charging
       if (sample === undefined) {

@@ -40,6 +40,28 @@ export const deviceView = (i: number, seq: number, now = Date.now()): DeviceView
   durableSeq: seq
 })
 
+/**
+ * A registry whose state is `latest` and whose changes are what the test publishes to `pubsub`
+ * (`subscribe`: how a watcher subscribes, e.g. counted).
+ */
+export const fakeRegistry = (
+  latest: Map<string, DeviceView>,
+  pubsub: PubSub.PubSub<DeviceView>,
+  subscribe: DeviceRegistry["Type"]["subscribe"] = PubSub.subscribe(pubsub)
+): DeviceRegistry["Type"] =>
+  DeviceRegistry.of({
+    tell: () => "queued",
+    view: (id) => Option.fromNullable(latest.get(id)),
+    snapshot: () => [...latest.values()],
+    forEachState: () => undefined,
+    changes: Stream.fromPubSub(pubsub),
+    watch: () => Stream.never,
+    subscribe,
+    counts: () => ({ actors: latest.size, ws: latest.size, http: 0 }),
+    sweep: Effect.void,
+    closeAll: () => Effect.void
+  })
+
 export interface LiveServer {
   readonly url: string
   /** Registry state: the latest view of each device. */
@@ -61,21 +83,14 @@ export const make = (devices: number): Effect.Effect<LiveServer, never, Scope.Sc
     const latest = new Map<string, DeviceView>()
     for (let i = 0; i < devices; i++) latest.set(`dev_${i}`, deviceView(i, 0))
     let subscribers = 0
-    const registry = DeviceRegistry.of({
-      tell: () => "queued",
-      view: (id) => Option.fromNullable(latest.get(id)),
-      snapshot: () => [...latest.values()],
-      forEachState: () => undefined,
-      changes: Stream.fromPubSub(pubsub),
-      watch: () => Stream.never,
-      subscribe: Effect.acquireRelease(
+    const registry = fakeRegistry(
+      latest,
+      pubsub,
+      Effect.acquireRelease(
         Effect.sync(() => void subscribers++),
         () => Effect.sync(() => void subscribers--)
-      ).pipe(Effect.zipRight(PubSub.subscribe(pubsub))),
-      counts: () => ({ actors: latest.size, ws: latest.size, http: 0 }),
-      sweep: Effect.void,
-      closeAll: () => Effect.void
-    })
+      ).pipe(Effect.zipRight(PubSub.subscribe(pubsub)))
+    )
     const tokens = makeAccessTokens(Buffer.alloc(32, 7), 3_600_000)
     const validAfter = new Map<string, number>()
     const accounts = {

@@ -104,6 +104,18 @@ export function Tabs(props: {
   )
 }
 
+/** One labelled figure of a `<dl>` grid. */
+export function Stat(props: { readonly label: string; readonly value: string; readonly testid?: string }) {
+  return (
+    <div>
+      <dt class="text-xs text-slate-500 dark:text-slate-400">{props.label}</dt>
+      <dd class="font-medium tabular-nums" data-testid={props.testid}>
+        {props.value}
+      </dd>
+    </div>
+  )
+}
+
 export const tableClass = "w-full text-left text-sm"
 export const thClass = "px-3 py-2 text-xs font-semibold tracking-wide text-slate-500 uppercase dark:text-slate-400"
 export const tdClass = "px-3 py-2 align-top"

@@ -1,11 +1,11 @@
 import type { DeviceLive } from "@nexmdm/protocol/live"
 import { A, useParams } from "@solidjs/router"
 import { createEffect, createMemo, createResource, createSignal, For, on, onCleanup, Show } from "solid-js"
-import { AgentCostCard, costColumns, type SeriesWithCost } from "../../components/AgentCostCard"
+import { AgentCostCard, costColumns } from "../../components/AgentCostCard"
 import { Chart } from "../../components/Chart"
 import { CommandForm } from "../../components/CommandForm"
 import { CommandHistory } from "../../components/CommandHistory"
-import { Badge, Card, EmptyState, ErrorBanner, PageHeader, Skeleton, Tabs } from "../../components/ui/Bits"
+import { Badge, Card, EmptyState, ErrorBanner, PageHeader, Skeleton, Stat, Tabs } from "../../components/ui/Bits"
 import { Button } from "../../components/ui/Button"
 import { Dialog } from "../../components/ui/Dialog"
 import { Field } from "../../components/ui/Field"
@@ -13,7 +13,7 @@ import { toast, toastError } from "../../components/ui/Toast"
 import { ApiError, download, get, patch, post, toCsv } from "../../lib/api"
 import { dateTime, megabytes, presenceLabel, presenceTone, relativeTime } from "../../lib/format"
 import { watch } from "../../lib/live"
-import type { AuditRecord, Command, Device, DeviceEvent, Page } from "../../lib/model"
+import type { AuditRecord, Command, Device, DeviceEvent, HeartbeatSeries, Page } from "../../lib/model"
 import { now } from "../../lib/now"
 import { appendPoint, bucketFor, type Columns, emptyColumns, toColumns } from "../../lib/series"
 import { can } from "../../lib/session"
@@ -26,17 +26,6 @@ const RANGES = [
   { value: "48h", label: "48 hours", ms: 48 * 3600_000 },
   { value: "7d", label: "7 days", ms: 7 * 86400_000 }
 ]
-
-function Stat(props: { readonly label: string; readonly value: string; readonly testid?: string }) {
-  return (
-    <div>
-      <dt class="text-xs text-slate-500 dark:text-slate-400">{props.label}</dt>
-      <dd class="font-medium tabular-nums" data-testid={props.testid}>
-        {props.value}
-      </dd>
-    </div>
-  )
-}
 
 export default function DevicePage() {
   const params = useParams()
@@ -56,7 +45,7 @@ export default function DevicePage() {
     async ([deviceId]) => {
       const to = new Date()
       const from = new Date(to.getTime() - rangeMs())
-      const result = await get<SeriesWithCost>(`/devices/${deviceId}/heartbeats`, {
+      const result = await get<HeartbeatSeries>(`/devices/${deviceId}/heartbeats`, {
         from: from.toISOString(),
         to: to.toISOString(),
         bucketSeconds: bucketFor(rangeMs())
