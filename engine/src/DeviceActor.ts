@@ -322,6 +322,31 @@ export const welcomeFrame = (state: DeviceState, now: number, ticketExpiresAt: n
 
 const seconds = (ms: number) => `${Math.round(ms / 1000)}s`
 
+/**
+ * A device's first sample, as an object literal. Built by rest or spread (`{ ...row }`), it came
+ * out with 17 properties added one by one: a dictionary-mode object, whose every in-place update
+ * boxed the new numbers (engine CPU at 10,000 devices went from 44 % to 51 %).
+ */
+const sampleOf = (row: HeartbeatRow): MutableHeartbeatSample => ({
+  seq: row.seq,
+  recordedAt: row.recordedAt,
+  deviceTs: row.deviceTs,
+  batteryPct: row.batteryPct,
+  charging: row.charging,
+  memFreeMb: row.memFreeMb,
+  memTotalMb: row.memTotalMb,
+  storageFreeMb: row.storageFreeMb,
+  network: row.network,
+  signalDbm: row.signalDbm,
+  foregroundApp: row.foregroundApp,
+  agentVersion: row.agentVersion,
+  uptimeS: row.uptimeS,
+  intervalS: row.intervalS,
+  wakeups: row.wakeups,
+  txBytes: row.txBytes,
+  reconnects: row.reconnects
+})
+
 /** Remembers a refused seq so that later seqs cannot overtake it. */
 const refuse = (state: DeviceState, seq: number, now: number): DeviceState =>
   state.refusedFrom !== undefined && state.refusedFrom.seq <= seq ? state : { ...state, refusedFrom: { seq, since: state.refusedFrom?.since ?? now } }
@@ -362,52 +387,55 @@ const acceptHeartbeat = (
   next.lastRecordedAt = recordedAt
   next.lastHeartbeatAt = env.now
   if (next.connection === undefined) next.transport = transport
-  let sample = next.lastHeartbeat
-  if (sample === undefined) {
-    sample = {
-      seq: heartbeat.seq,
-      recordedAt,
-      deviceTs: heartbeat.ts,
-      batteryPct: heartbeat.batteryPct,
-      charging: heartbeat.charging,
-      memFreeMb: heartbeat.memFreeMb,
-      memTotalMb: heartbeat.memTotalMb,
-      storageFreeMb: heartbeat.storageFreeMb,
-      network: heartbeat.network,
-      signalDbm: heartbeat.signalDbm,
-      foregroundApp: heartbeat.foregroundApp,
-      agentVersion: heartbeat.agentVersion,
-      uptimeS: heartbeat.uptimeS,
-      intervalS: heartbeat.intervalS,
-      wakeups: heartbeat.wakeups,
-      txBytes: heartbeat.txBytes,
-      reconnects: heartbeat.reconnects
-    }
-    next.lastHeartbeat = sample
-  } else {
-    sample.seq = heartbeat.seq
-    sample.recordedAt = recordedAt
-    sample.deviceTs = heartbeat.ts
-    sample.batteryPct = heartbeat.batteryPct
-    sample.charging = heartbeat.charging
-    sample.memFreeMb = heartbeat.memFreeMb
-    sample.memTotalMb = heartbeat.memTotalMb
-    sample.storageFreeMb = heartbeat.storageFreeMb
-    sample.signalDbm = heartbeat.signalDbm
-    sample.uptimeS = heartbeat.uptimeS
-    sample.intervalS = heartbeat.intervalS
-    sample.wakeups = heartbeat.wakeups
-    sample.txBytes = heartbeat.txBytes
-    sample.reconnects = heartbeat.reconnects
-    // Strings change rarely: keep the stored copy when equal, so this frame's copies die young
-    // (JSON.parse makes new ones every time, and the sample lives a whole interval).
-    if (sample.network !== heartbeat.network) sample.network = heartbeat.network
-    if (sample.foregroundApp !== heartbeat.foregroundApp) sample.foregroundApp = heartbeat.foregroundApp
-    if (sample.agentVersion !== heartbeat.agentVersion) sample.agentVersion = heartbeat.agentVersion
+  // Strings change rarely: the row and the sample take the stored copy when equal, so this frame's
+  // copies die young (JSON.parse makes new ones every time; the sample lives a whole interval, and
+  // the row lives until its batch is copied into columns).
+  const stored = next.lastHeartbeat
+  const network = stored !== undefined && stored.network === heartbeat.network ? stored.network : heartbeat.network
+  const foregroundApp = stored !== undefined && stored.foregroundApp === heartbeat.foregroundApp ? stored.foregroundApp : heartbeat.foregroundApp
+  const agentVersion = stored !== undefined && stored.agentVersion === heartbeat.agentVersion ? stored.agentVersion : heartbeat.agentVersion
+  // A literal, not a spread of the sample: on this path a spread costs ~280 ns against ~20.
+  const row: HeartbeatRow = {
+    deviceId: state.deviceId,
+    seq: heartbeat.seq,
+    recordedAt,
+    deviceTs: heartbeat.ts,
+    batteryPct: heartbeat.batteryPct,
+    charging: heartbeat.charging,
+    memFreeMb: heartbeat.memFreeMb,
+    memTotalMb: heartbeat.memTotalMb,
+    storageFreeMb: heartbeat.storageFreeMb,
+    network,
+    signalDbm: heartbeat.signalDbm,
+    foregroundApp,
+    agentVersion,
+    uptimeS: heartbeat.uptimeS,
+    intervalS: heartbeat.intervalS,
+    wakeups: heartbeat.wakeups,
+    txBytes: heartbeat.txBytes,
+    reconnects: heartbeat.reconnects
   }
-  // The row dies as soon as the write buffer copied it (TelemetryWriter stores batches as
-  // columns); taken from the sample, its strings are the long-lived copies, not this frame's.
-  const row: HeartbeatRow = { deviceId: state.deviceId, ...sample }
+  if (stored === undefined) {
+    next.lastHeartbeat = sampleOf(row)
+  } else {
+    stored.seq = row.seq
+    stored.recordedAt = recordedAt
+    stored.deviceTs = row.deviceTs
+    stored.batteryPct = row.batteryPct
+    stored.charging = row.charging
+    stored.memFreeMb = row.memFreeMb
+    stored.memTotalMb = row.memTotalMb
+    stored.storageFreeMb = row.storageFreeMb
+    stored.network = network
+    stored.signalDbm = row.signalDbm
+    stored.foregroundApp = foregroundApp
+    stored.agentVersion = agentVersion
+    stored.uptimeS = row.uptimeS
+    stored.intervalS = row.intervalS
+    stored.wakeups = row.wakeups
+    stored.txBytes = row.txBytes
+    stored.reconnects = row.reconnects
+  }
   effects.push({ _tag: "Write", row }, { _tag: "HeartbeatCounted", outcome: "accepted" }, { _tag: "Changed" })
   if (next.presence !== "connected") {
     const reason =
