@@ -57,7 +57,11 @@ const run = (flushMs: number) =>
     const views = window.reduce((n, b) => n + b.batch.devices.length, 0)
     const sizes = window.map((b) => b.batch.devices.length).sort((a, b) => a - b)
     const snapshot = batches.filter((b) => b.batch.kind !== "changes").reduce((n, b) => n + b.batch.devices.length, 0)
-    // Per flush (batches within a few ms of each other), no device twice.
+    // No device twice in one batch (guaranteed), and how often one arrives twice in batches that
+    // arrived together (a figure only: a slow client's catch-up batch can arrive right behind the
+    // next shared flush; FleetBroadcaster.test pins what a catch-up holds).
+    let duplicatesInBatch = 0
+    for (const b of window) if (new Set(b.batch.devices.map((d) => d.id)).size !== b.batch.devices.length) duplicatesInBatch++
     let duplicates = 0
     let flushes = 0
     for (let i = 0; i < window.length; ) {
@@ -83,6 +87,7 @@ const run = (flushMs: number) =>
       batchesPerS: Math.round((window.length / elapsedS) * 10) / 10,
       flushesPerS: Math.round((flushes / elapsedS) * 10) / 10,
       batchSize: { min: sizes[0] ?? 0, p50: sizes[Math.floor(sizes.length / 2)] ?? 0, max: sizes.at(-1) ?? 0 },
+      duplicatesInBatch,
       duplicatesWithinFlush: duplicates,
       maxChunk: FLEET_CHUNK
     }
@@ -95,7 +100,7 @@ describe("WatchFleet throughput (synthetic registry)", () => {
       console.log(JSON.stringify(result))
       expect(result.snapshotViews).toBe(DEVICES)
       expect(result.batchSize.max).toBeLessThanOrEqual(FLEET_CHUNK)
-      expect(result.duplicatesWithinFlush).toBe(0)
+      expect(result.duplicatesInBatch).toBe(0)
       expect(result.viewsPerS).toBeGreaterThan(0)
     }, 60_000)
   }
